@@ -1,0 +1,94 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
+# Helpers for the scripts that run inside the test VM: TAP output, choosing
+# the vhost implementation, and running host programs from the 9p root.
+#
+# TAP convention: the harness renumbers results across the whole run, so
+# scripts print "ok 0 ..." and start each block with "# group: NAME".
+
+VM_CONF=/etc/vhost-mp.conf
+[ -f "$VM_CONF" ] && . "$VM_CONF"
+REF_DIR=/lib/vhost-reference
+HOSTROOT=/hostroot
+FAILED=0
+
+group() { echo "# group: $*"; }
+pass() { echo "ok 0 $*"; }
+fail() { echo "not ok 0 $*"; FAILED=1; }
+skip() { echo "ok 0 $1 # SKIP $2"; }
+note() { echo "# $*"; }
+
+# check NAME CMD...: one TAP line from a command's exit status.
+check() {
+	local name=$1
+	shift
+	if "$@"; then pass "$name"; else fail "$name"; fi
+}
+
+# run_prog NAME CMD...: stream a kselftest program's TAP; a program that
+# dies without reporting a failure still counts as one.
+run_prog() {
+	local name=$1 out=/tmp/run_prog.$$ rc=0
+	shift
+	"$@" > "$out" 2>&1 || rc=$?
+	cat "$out"
+	if [ "$rc" != 0 ]; then
+		FAILED=1
+		grep -q '^not ok' "$out" || fail "$name exited with status $rc"
+	fi
+	rm -f "$out"
+}
+
+# Implementations: "ours" is the tree's vhost_net (drivers/vhost of this
+# repository), "reference" is upstream's, built unmodified as external
+# modules.  Only one is loaded at a time.
+impl_available() {
+	case "$1" in
+	ours) [ "${OURS_VHOST:-0}" = 1 ] ;;
+	reference) [ -f "$REF_DIR/vhost_net.ko" ] ;;
+	*) return 1 ;;
+	esac
+}
+
+unload_vhost() {
+	local m
+	for m in vhost_net vhost vhost_iotlb; do
+		grep -q "^$m " /proc/modules && rmmod "$m"
+	done
+	! grep -qE '^(vhost_net|vhost|vhost_iotlb) ' /proc/modules
+}
+
+load_vhost() {
+	unload_vhost || return 1
+	case "$1" in
+	ours) modprobe vhost_net || return 1 ;;
+	reference)
+		insmod "$REF_DIR/vhost_iotlb.ko" &&
+		insmod "$REF_DIR/vhost.ko" &&
+		insmod "$REF_DIR/vhost_net.ko" || return 1
+		;;
+	esac
+	[ -c /dev/vhost-net ]
+}
+
+# Host programs (qemu, ip, iperf3) run chrooted in the read-only 9p root
+# with this VM's /dev, /proc, /sys and writable scratch space.
+hostroot_ready() {
+	[ -x "$HOSTROOT/usr/bin/qemu-system-x86_64" ] || return 1
+	grep -q " $HOSTROOT/proc " /proc/mounts && return 0
+	mount --bind /dev "$HOSTROOT/dev" &&
+	mount -t proc proc "$HOSTROOT/proc" &&
+	mount -t sysfs sys "$HOSTROOT/sys" &&
+	mount -t tmpfs tmp "$HOSTROOT/tmp" &&
+	mount -t tmpfs shm "$HOSTROOT/dev/shm" &&
+	mount -t tmpfs run "$HOSTROOT/run"
+}
+
+in_host() {
+	chroot "$HOSTROOT" env TMPDIR=/tmp PATH=/usr/sbin:/usr/bin:/sbin:/bin "$@"
+}
+
+# Same in the background; $! is then the program's own pid, not a subshell's.
+in_host_bg() {
+	(exec chroot "$HOSTROOT" env TMPDIR=/tmp PATH=/usr/sbin:/usr/bin:/sbin:/bin "$@") &
+}

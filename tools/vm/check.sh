@@ -1,0 +1,121 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+# "make check": build everything, run every suite in its VM, print one
+# TAP stream numbered across all of them, and close with the line
+# "N passed, N failed, N skipped".  Exit status is non-zero on any failure.
+. "$(dirname "$0")/lib.sh"
+
+RUNS="$CACHE/runs"
+n=0
+passed=0
+failed=0
+skipped=0
+
+result() { # result ok|fail|skip DESCRIPTION [REASON]
+	n=$((n + 1))
+	case $1 in
+	ok) passed=$((passed + 1)); echo "ok $n - $2" ;;
+	skip) skipped=$((skipped + 1)); echo "ok $n - $2 # SKIP ${3:-}" ;;
+	*) failed=$((failed + 1)); echo "not ok $n - $2" ;;
+	esac
+}
+
+finish() {
+	echo "1..$n"
+	echo "$passed passed, $failed failed, $skipped skipped"
+	[ "$failed" = 0 ]
+	exit
+}
+
+# Renumber a VM's TAP into ours, prefixing each result with its group.
+import_tap() {
+	local file=$1 group="" line rest desc
+	while IFS= read -r line; do
+		line=${line%$'\r'}
+		case "$line" in
+		'# group: '*) group=${line#'# group: '}; echo "# --- $group" ;;
+		'ok '*|'not ok '*)
+			rest=${line#not }
+			rest=${rest#ok }
+			desc=${rest#* }
+			desc=${desc#- }
+			desc="${group:+$group: }$desc"
+			if [[ "$line" == not* ]]; then
+				result fail "${desc%% # *}"
+			elif [[ "$desc" == *'# SKIP'* ]]; then
+				result skip "${desc%% # SKIP*}" "${desc#*# SKIP }"
+			else
+				result ok "$desc"
+			fi
+			;;
+		'VMTEST-EXIT:'*|'') ;;
+		'#'*) echo "$line" ;;
+		*) echo "# $line" ;;
+		esac
+	done < "$file"
+}
+
+# run_suite SUITE CFG: boot, import its TAP, and judge the run itself.
+run_suite() {
+	local suite=$1 cfg=$2 dir="$RUNS/$1" rc=0 t0
+	rm -rf "$dir"
+	t0=$(date +%s)
+	"$REPO/tools/vm/run-vm.sh" -q -o "$dir" \
+		-k "$(out_dir "$cfg")/arch/x86/boot/bzImage" \
+		-i "$CACHE/initramfs-$cfg.cpio.gz" "$suite" 2> "$dir.err" || rc=$?
+	import_tap "$dir/tap.log"
+	sed 's/^/# /' "$dir.err"
+	if [ "$rc" = 0 ]; then
+		result ok "vm $suite: exited cleanly, kernel log clean ($(($(date +%s) - t0))s)"
+	else
+		result fail "vm $suite: status $rc, see $dir/console.log"
+	fi
+}
+
+# The runner must turn a kernel WARN into a failed run, even when the
+# suite itself reports success.
+harness_selftest() {
+	local dir="$RUNS/harness-warn" rc=0
+	rm -rf "$dir"
+	"$REPO/tools/vm/run-vm.sh" -q -o "$dir" -t 300 \
+		-k "$(out_dir test)/arch/x86/boot/bzImage" \
+		-i "$CACHE/initramfs-test.cpio.gz" harness-warn 2> "$dir.err" || rc=$?
+	if [ "$rc" = 125 ] && grep -q 'this warning is intentional' "$dir/console.log" &&
+	   grep -q '^ok .*warn_test.ko loaded' "$dir/tap.log"; then
+		result ok "harness self-test: a kernel WARN fails the VM run"
+	else
+		result fail "harness self-test: runner returned $rc for a WARNing kernel (want 125)"
+	fi
+}
+
+# Our own sources must be checkpatch --strict clean.
+checkpatch() {
+	local tree files
+	tree=$(tree_dir)
+	mapfile -t files < <(cd "$REPO" && git ls-files -co --exclude-standard \
+		'drivers/*.[ch]' 'include/*.h' 'tools/testing/selftests/vhost/*.c' \
+		'tools/vm/*.c' 2>/dev/null)
+	if [ "${#files[@]}" = 0 ]; then
+		result skip "checkpatch --strict on our sources" "no sources"
+		return
+	fi
+	if (cd "$REPO" && "$tree/scripts/checkpatch.pl" --strict --no-tree --quiet \
+		-f "${files[@]}") > "$RUNS/checkpatch.log" 2>&1; then
+		result ok "checkpatch --strict clean on ${#files[@]} files"
+	else
+		sed 's/^/# /' "$RUNS/checkpatch.log" | head -40
+		result fail "checkpatch --strict on our sources"
+	fi
+}
+
+echo "TAP version 13"
+mkdir -p "$RUNS"
+if ! "$REPO/tools/vm/build-all.sh" test bench; then
+	result fail "build kernels, modules, selftests and initramfs"
+	finish
+fi
+result ok "build kernels, modules, selftests and initramfs"
+checkpatch
+run_suite all test
+harness_selftest
+finish
