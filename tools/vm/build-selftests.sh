@@ -14,7 +14,7 @@ mkdir -p "$out/selftests"
 make -s -C "$tree/tools/testing/selftests/vhost" OUTPUT="$out/selftests" \
 	KHDR_INCLUDES="-isystem $out/usr/include"
 
-mkdir -p "$out/harness-warn"
-rsync -rc "$REPO/tools/vm/warn-test/" "$out/harness-warn/"
-make -s -C "$out" M="$out/harness-warn" modules
+mkdir -p "$out/harness-test"
+rsync -rc "$REPO/tools/vm/harness-test/" "$out/harness-test/"
+make -s -C "$out" M="$out/harness-test" modules
 log "selftests and harness module built for $cfg"

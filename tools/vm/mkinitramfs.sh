@@ -41,7 +41,7 @@ make_l1() {
 		DEPMOD=/sbin/depmod modules_install
 	mkdir -p "$root/lib/vhost-reference" "$root/lib/harness" "$root/selftests" "$root/tests" "$root/l2"
 	cp "$out"/vhost-reference/*.ko "$root/lib/vhost-reference/"
-	cp "$out/harness-warn/warn_test.ko" "$root/lib/harness/"
+	cp "$out"/harness-test/*.ko "$root/lib/harness/"
 	cp "$out"/selftests/* "$root/selftests/"
 	cp "$REPO"/tools/testing/selftests/vhost/*.sh "$root/selftests/"
 	cp "$REPO"/tools/vm/guest/suite-*.sh "$root/tests/"
