@@ -1,0 +1,1237 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * vhost-mp net: /dev/vhost-net, a virtio-net datapath in the host kernel.
+ *
+ * Each open file is one queue pair: ring 0 receives (socket to guest),
+ * ring 1 transmits (guest to socket).  The backend socket comes from a tap
+ * or macvtap file, an AF_PACKET raw socket, or any device that provides a
+ * struct vmp_net_probe.
+ *
+ * Zero-copy transmit: large packets are handed to the backend with a
+ * ubuf_info whose completion marks the descriptor done; those descriptors
+ * go back to the guest in submission order once the backend lets go of the
+ * pages.  Only a bounded number may be outstanding, and beyond that, for
+ * small packets, or when the backend keeps copying anyway, packets are
+ * copied and returned at once.  A slow or stuck device therefore holds at
+ * most a quarter of the ring, never the whole guest.
+ */
+#define pr_fmt(fmt) "vhost-mp-net: " fmt
+
+#include <linux/debugfs.h>
+#include <linux/file.h>
+#include <linux/if_tap.h>
+#include <linux/if_tun.h>
+#include <linux/if_vlan.h>
+#include <linux/miscdevice.h>
+#include <linux/module.h>
+#include <linux/net.h>
+#include <linux/nospec.h>
+#include <linux/sched/signal.h>
+#include <linux/seq_file.h>
+#include <linux/skbuff.h>
+#include <linux/slab.h>
+#include <linux/socket.h>
+#include <linux/timekeeping.h>
+#include <linux/vhost.h>
+#include <linux/virtio_net.h>
+#include <net/sock.h>
+
+#include "vhost.h"
+
+static bool zcopy_tx = true;
+module_param(zcopy_tx, bool, 0644);
+MODULE_PARM_DESC(zcopy_tx,
+		 "Zero-copy transmit for large packets (default on; read when a backend is attached)");
+
+#define VMP_NET_FEATURES				\
+	(VMP_CORE_FEATURES |				\
+	 BIT_ULL(VHOST_NET_F_VIRTIO_NET_HDR) |		\
+	 BIT_ULL(VIRTIO_NET_F_MRG_RXBUF))
+
+/* Per run of a handler, so one busy ring cannot starve the other. */
+#define VMP_NET_PKT_WEIGHT	256
+#define VMP_NET_BYTE_WEIGHT	0x80000
+
+/* Smaller packets are cheaper to copy than to pin. */
+#define VMP_NET_ZC_MIN_LEN	256
+#define VMP_NET_ZC_MAX_SLOTS	256
+/* Every window of zero-copy sends, check how many got copied anyway... */
+#define VMP_NET_ZC_WINDOW	256
+/* ...and if it was most of them, copy this many packets before retrying. */
+#define VMP_NET_ZC_BACKOFF	4096
+
+enum {
+	VMP_NET_RX = 0,
+	VMP_NET_TX = 1,
+	VMP_NET_NVQ = 2,
+};
+
+/* Handler outcomes besides 0 (progress) and negative (ring failed). */
+enum {
+	VMP_NET_STOP = 1,	/* wait for the socket or the guest */
+	VMP_NET_SHORT,		/* RX: not enough guest buffers yet */
+};
+
+enum {
+	VMP_ZC_FREE,
+	VMP_ZC_INFLIGHT,
+	VMP_ZC_DONE,
+};
+
+struct vmp_net;
+struct vmp_zc;
+
+/**
+ * struct vmp_zc_slot - one zero-copy transmit in flight
+ * @ubuf: handed to the backend; its completion lands in vmp_zc_complete()
+ * @zc: owning table
+ * @head: descriptor to give back once done
+ * @state: VMP_ZC_*; written by the completion, read by the worker
+ */
+struct vmp_zc_slot {
+	struct ubuf_info ubuf;
+	struct vmp_zc *zc;
+	u16 head;
+	u8 state;
+};
+
+/**
+ * struct vmp_zc - zero-copy state of one transmit ring and backend
+ * @net: device, for statistics and to queue the reaper
+ * @work: work that reaps completed slots
+ * @inflight: slots whose completion has not run yet
+ * @copied: completions in this window where the backend copied after all
+ * @drained: woken when @inflight drops to zero
+ * @head: next slot to fill (vq mutex)
+ * @tail: oldest slot not yet given back (vq mutex)
+ * @cap: number of slots, a power of two
+ * @slot: FIFO of slots, indexed modulo @cap
+ *
+ * Lives from backend attach to detach.  Detach waits for @inflight to drop
+ * to zero and for an RCU grace period (completions run under
+ * rcu_read_lock()) before freeing it.
+ */
+struct vmp_zc {
+	struct vmp_net *net;
+	struct vmp_work *work;
+	atomic_t inflight;
+	atomic_t copied;
+	wait_queue_head_t drained;
+	u32 head;
+	u32 tail;
+	u32 cap;
+	struct vmp_zc_slot slot[] __counted_by(cap);
+};
+
+/**
+ * struct vmp_net_backend - the socket a ring is attached to
+ * @file: our reference on the backend file
+ * @sock: socket behind @file
+ * @probe: which kind of backend it is
+ */
+struct vmp_net_backend {
+	struct file *file;
+	struct socket *sock;
+	const struct vmp_net_probe *probe;
+};
+
+/**
+ * struct vmp_net_vq - a ring plus its backend
+ * @vq: core ring
+ * @net: device
+ * @sock_poll: RX: socket readable; TX: socket writable again
+ * @be: current backend; vq.backend points here when attached
+ * @zc: zero-copy table, TX only and only if the backend supports it
+ * @guest_hlen: virtio-net header vhost writes (RX) or strips (TX) itself
+ * @sock_hlen: header the backend reads and writes with the data
+ * @zc_window: zero-copy sends in the current window
+ * @zc_backoff: packets still to copy before zero-copy is tried again
+ * @heads: RX used entries of the packet being received
+ */
+struct vmp_net_vq {
+	struct vmp_vq vq;
+	struct vmp_net *net;
+	struct vmp_poll sock_poll;
+	struct vmp_net_backend be;
+	struct vmp_zc *zc;
+	size_t guest_hlen;
+	size_t sock_hlen;
+	u32 zc_window;
+	u32 zc_backoff;
+	struct vring_used_elem *heads;
+};
+
+/* Written under the vq mutex of their direction, read without locks. */
+struct vmp_net_stats {
+	u64 tx_packets;
+	u64 tx_bytes;
+	u64 tx_zcopy_packets;
+	u64 tx_copy_packets;
+	u64 tx_dropped;
+	u64 rx_packets;
+	u64 rx_bytes;
+	u64 rx_dropped;
+};
+
+struct vmp_net {
+	struct vmp_dev dev;
+	struct vmp_net_vq vqs[VMP_NET_NVQ];
+	struct vmp_vq *vq_ptrs[VMP_NET_NVQ];
+	struct vmp_net_stats stats;
+	/* Zero-copy sends the backend ended up copying (any context). */
+	atomic64_t zc_copied;
+	struct dentry *dbg;
+};
+
+/* Single writer per counter; readers may see a slightly stale value. */
+static inline void vmp_stat_add(u64 *ctr, u64 v)
+{
+	WRITE_ONCE(*ctr, *ctr + v);
+}
+
+static struct dentry *vmp_net_dbg_root;
+static atomic_t vmp_net_dbg_seq = ATOMIC_INIT(0);
+
+/* ---- backends ---------------------------------------------------------- */
+
+static struct socket *vmp_packet_socket(struct file *file)
+{
+	struct socket *sock = sock_from_file(file);
+
+	if (!sock || sock->sk->sk_type != SOCK_RAW)
+		return ERR_PTR(-ENOTSOCK);
+	if (sock->sk->sk_family != AF_PACKET)
+		return ERR_PTR(-EPFNOSUPPORT);
+	return sock;
+}
+
+/*
+ * Tried in order.  A probe answers -EINVAL or -ENOTSOCK for "not mine";
+ * any other error means the file is of its kind but unusable.
+ */
+static const struct vmp_net_probe vmp_net_probes[] = {
+	{ .name = "tun", .get_socket = tun_get_socket,
+	  .flags = VMP_BACKEND_UBUF },
+	{ .name = "macvtap", .get_socket = tap_get_socket,
+	  .flags = VMP_BACKEND_UBUF },
+	{ .name = "packet", .get_socket = vmp_packet_socket },
+};
+
+static int vmp_net_backend_get(int fd, struct vmp_net_backend *be)
+{
+	struct file *file = fget(fd);
+	unsigned int i;
+	long r = -ENOTSOCK;
+
+	if (!file)
+		return -EBADF;
+	for (i = 0; i < ARRAY_SIZE(vmp_net_probes); i++) {
+		struct socket *sock = vmp_net_probes[i].get_socket(file);
+
+		if (!IS_ERR(sock)) {
+			be->file = file;
+			be->sock = sock;
+			be->probe = &vmp_net_probes[i];
+			return 0;
+		}
+		r = PTR_ERR(sock);
+		if (r != -EINVAL && r != -ENOTSOCK)
+			break;
+		r = -ENOTSOCK;
+	}
+	fput(file);
+	return r;
+}
+
+/* ---- zero-copy transmit ------------------------------------------------ */
+
+/*
+ * Runs when the last skb using the guest pages is freed: any context,
+ * often softirq.  Only marks the slot and queues the reaper.
+ */
+static void vmp_zc_complete(struct sk_buff *skb, struct ubuf_info *ubuf,
+			    bool success)
+{
+	struct vmp_zc_slot *slot = container_of(ubuf, struct vmp_zc_slot, ubuf);
+	struct vmp_zc *zc = slot->zc;
+
+	/* Clones share the ubuf; only the last reference completes it. */
+	if (!refcount_dec_and_test(&ubuf->refcnt))
+		return;
+
+	rcu_read_lock();
+	if (!success) {
+		atomic_inc(&zc->copied);
+		atomic64_inc(&zc->net->zc_copied);
+	}
+	/* Pairs with the acquire in vmp_zc_reap(): state after counters. */
+	smp_store_release(&slot->state, VMP_ZC_DONE);
+	vmp_work_queue(&zc->net->dev, zc->work);
+	/* Last access to @zc: once this hits zero, detach may free it
+	 * (after the grace period that our read lock holds off).
+	 */
+	if (atomic_dec_and_test(&zc->inflight))
+		wake_up(&zc->drained);
+	rcu_read_unlock();
+}
+
+/*
+ * link_skb is only used when a ubuf is appended to a stream socket's skb
+ * (MSG_ZEROCOPY on TCP); our ubufs only reach tap-like backends, which
+ * attach them with skb_zcopy_init(), so it is left out.
+ */
+static const struct ubuf_info_ops vmp_zc_ops = {
+	.complete = vmp_zc_complete,
+};
+
+static struct vmp_zc *vmp_zc_alloc(struct vmp_net_vq *nvq,
+				   const struct vmp_net_backend *be)
+{
+	u32 cap = clamp(nvq->vq.num / 4, 1U, (u32)VMP_NET_ZC_MAX_SLOTS);
+	struct vmp_zc *zc;
+	u32 i;
+
+	if (!zcopy_tx || nvq != &nvq->net->vqs[VMP_NET_TX] ||
+	    !(be->probe->flags & VMP_BACKEND_UBUF) ||
+	    !sock_flag(be->sock->sk, SOCK_ZEROCOPY))
+		return NULL;
+	cap = rounddown_pow_of_two(cap);
+	/* Zero-copy is an optimisation; without memory we just copy. */
+	zc = kzalloc(struct_size(zc, slot, cap), GFP_KERNEL_ACCOUNT);
+	if (!zc)
+		return NULL;
+	zc->cap = cap;
+	zc->net = nvq->net;
+	zc->work = &nvq->vq.work;
+	atomic_set(&zc->inflight, 0);
+	atomic_set(&zc->copied, 0);
+	init_waitqueue_head(&zc->drained);
+	for (i = 0; i < cap; i++)
+		zc->slot[i].zc = zc;
+	return zc;
+}
+
+/* Turn zero-copy off for a while if the backend keeps copying anyway. */
+static void vmp_zc_account(struct vmp_net_vq *nvq)
+{
+	if (++nvq->zc_window < VMP_NET_ZC_WINDOW)
+		return;
+	nvq->zc_window = 0;
+	if (atomic_xchg(&nvq->zc->copied, 0) > VMP_NET_ZC_WINDOW / 2)
+		nvq->zc_backoff = VMP_NET_ZC_BACKOFF;
+}
+
+/* A slot for a zero-copy send of @len bytes, or NULL to copy instead. */
+static struct vmp_zc_slot *vmp_zc_get(struct vmp_net_vq *nvq, u16 head,
+				      size_t len)
+{
+	struct vmp_zc *zc = nvq->zc;
+	struct vmp_zc_slot *slot;
+
+	if (!zc || len < VMP_NET_ZC_MIN_LEN)
+		return NULL;
+	if (nvq->zc_backoff) {
+		nvq->zc_backoff--;
+		return NULL;
+	}
+	/* Completions lag behind: copy rather than make the guest wait. */
+	if (zc->head - zc->tail >= zc->cap)
+		return NULL;
+
+	slot = &zc->slot[zc->head % zc->cap];
+	slot->head = head;
+	WRITE_ONCE(slot->state, VMP_ZC_INFLIGHT);
+	slot->ubuf.ops = &vmp_zc_ops;
+	slot->ubuf.flags = SKBFL_ZEROCOPY_FRAG;
+	refcount_set(&slot->ubuf.refcnt, 1);
+	atomic_inc(&zc->inflight);
+	zc->head++;
+	vmp_zc_account(nvq);
+	return slot;
+}
+
+/*
+ * sendmsg() failed.  If the backend never took the ubuf (it completes it
+ * synchronously when it does, even on error), take the slot back and
+ * report true: the packet is then handled like a copied one.
+ */
+static bool vmp_zc_unget(struct vmp_zc *zc, struct vmp_zc_slot *slot)
+{
+	/* A synchronous completion inside sendmsg() already ran. */
+	if (smp_load_acquire(&slot->state) != VMP_ZC_INFLIGHT)
+		return false;
+	WRITE_ONCE(slot->state, VMP_ZC_FREE);
+	zc->head--;
+	/* Nobody waits on @drained while the ring is attached. */
+	atomic_dec(&zc->inflight);
+	return true;
+}
+
+/* Give completed slots back to the guest, oldest first, in order. */
+static void vmp_zc_reap(struct vmp_vq *vq, struct vmp_zc *zc)
+{
+	while (zc->tail != zc->head) {
+		struct vmp_zc_slot *slot = &zc->slot[zc->tail % zc->cap];
+		struct vring_used_elem e;
+
+		/* Pairs with the release in vmp_zc_complete(). */
+		if (smp_load_acquire(&slot->state) != VMP_ZC_DONE)
+			break;
+		e = vmp_used_elem(slot->head, 0);
+		if (vmp_vq_add_used(vq, &e, 1))
+			break;
+		WRITE_ONCE(slot->state, VMP_ZC_FREE);
+		zc->tail++;
+	}
+}
+
+/*
+ * Wait until the backend has let go of every zero-copy buffer of a
+ * detached ring, then free the table.  With @give_back (ioctl context of
+ * the owner) the descriptors are also returned to the guest.
+ */
+static void vmp_zc_drain(struct vmp_net_vq *nvq, struct vmp_zc *zc,
+			 bool give_back)
+{
+	struct vmp_vq *vq = &nvq->vq;
+
+	wait_event(zc->drained, !atomic_read(&zc->inflight));
+	/* A completion may still be between its last use and unlock. */
+	synchronize_rcu();
+	if (give_back) {
+		mutex_lock(&vq->mutex);
+		vmp_zc_reap(vq, zc);
+		vmp_vq_publish(vq);
+		mutex_unlock(&vq->mutex);
+	}
+	kfree(zc);
+}
+
+/* ---- busy polling ------------------------------------------------------ */
+
+static u64 vmp_net_busy_deadline(struct vmp_vq *vq)
+{
+	if (!vq->busyloop_us)
+		return 0;
+	return ktime_get_ns() + (u64)vq->busyloop_us * NSEC_PER_USEC;
+}
+
+/* Keep spinning only while nothing else wants this CPU or the worker. */
+static bool vmp_net_busy_more(struct vmp_vq *vq, u64 deadline)
+{
+	return deadline && ktime_get_ns() < deadline && !need_resched() &&
+	       !signal_pending(current) && !vmp_dev_work_pending(vq->dev);
+}
+
+/* ---- transmit ---------------------------------------------------------- */
+
+static bool vmp_net_tx_busy_wait(struct vmp_vq *vq)
+{
+	u64 deadline = vmp_net_busy_deadline(vq);
+
+	while (vmp_net_busy_more(vq, deadline)) {
+		if (!vmp_vq_avail_empty(vq))
+			return true;
+		cpu_relax();
+	}
+	return false;
+}
+
+static bool vmp_net_tx_full(int err)
+{
+	return err == -EAGAIN || err == -ENOMEM || err == -ENOBUFS;
+}
+
+static void vmp_net_tx_account(struct vmp_net *n, size_t len, int err,
+			       bool zcopy)
+{
+	if (err < 0) {
+		vmp_stat_add(&n->stats.tx_dropped, 1);
+		return;
+	}
+	vmp_stat_add(&n->stats.tx_packets, 1);
+	vmp_stat_add(&n->stats.tx_bytes, len);
+	if (zcopy)
+		vmp_stat_add(&n->stats.tx_zcopy_packets, 1);
+	else
+		vmp_stat_add(&n->stats.tx_copy_packets, 1);
+}
+
+/* Send one chain.  0 on progress, VMP_NET_STOP if the socket is full. */
+static int vmp_net_tx_one(struct vmp_net_vq *nvq, const struct vmp_chain *c)
+{
+	struct vmp_vq *vq = &nvq->vq;
+	struct socket *sock = nvq->be.sock;
+	struct msghdr msg = { .msg_flags = MSG_DONTWAIT };
+	struct tun_msg_ctl ctl = { .type = TUN_MSG_UBUF };
+	struct vmp_zc_slot *slot;
+	struct vring_used_elem e;
+	size_t len;
+	int err;
+
+	if (c->nr_in) {
+		vmp_vq_fail(vq, "TX chain %u has writable buffers", c->head);
+		return -EINVAL;
+	}
+	if (c->out_bytes < nvq->guest_hlen) {
+		vmp_vq_fail(vq, "TX packet of %u bytes has no room for its header",
+			    c->out_bytes);
+		return -EINVAL;
+	}
+	len = c->out_bytes - nvq->guest_hlen;
+	iov_iter_init(&msg.msg_iter, ITER_SOURCE, vq->iov, c->nr_out,
+		      c->out_bytes);
+	iov_iter_advance(&msg.msg_iter, nvq->guest_hlen);
+
+	slot = vmp_zc_get(nvq, c->head, len);
+	if (slot) {
+		ctl.ptr = &slot->ubuf;
+		msg.msg_control = &ctl;
+		msg.msg_controllen = sizeof(ctl);
+	}
+	err = sock->ops->sendmsg(sock, &msg, len);
+	if (slot && err < 0 && vmp_zc_unget(nvq->zc, slot))
+		slot = NULL;
+	if (!slot && vmp_net_tx_full(err)) {
+		/* Retry this chain when the socket drains. */
+		vmp_vq_unget(vq, 1);
+		vmp_poll_start(&nvq->sock_poll, nvq->be.file);
+		return VMP_NET_STOP;
+	}
+	vmp_net_tx_account(nvq->net, len, err, slot);
+	/* A zero-copy descriptor goes back when the backend lets go. */
+	if (slot)
+		return 0;
+	e = vmp_used_elem(c->head, 0);
+	return vmp_vq_add_used(vq, &e, 1);
+}
+
+/* Sleep only once notifications are on and the ring is still empty. */
+static bool vmp_net_tx_idle(struct vmp_vq *vq)
+{
+	if (vmp_net_tx_busy_wait(vq))
+		return false;
+	if (!vmp_vq_notify_on(vq))
+		return true;
+	vmp_vq_notify_off(vq);
+	return vq->failed;
+}
+
+static void vmp_net_tx_run(struct vmp_net_vq *nvq)
+{
+	struct vmp_vq *vq = &nvq->vq;
+	unsigned int pkts = 0;
+	size_t bytes = 0;
+	struct vmp_chain c;
+	int r;
+
+	for (;;) {
+		r = vmp_vq_get_chain(vq, 0, 0, &c);
+		if (r == -E2BIG)
+			vmp_vq_fail(vq, "TX chain with more than %u segments",
+				    VMP_MAX_SEGS);
+		if (r < 0)
+			break;
+		if (!r) {
+			if (vmp_net_tx_idle(vq))
+				break;
+			continue;
+		}
+		if (vmp_net_tx_one(nvq, &c))
+			break;
+		bytes += c.out_bytes;
+		if (++pkts >= VMP_NET_PKT_WEIGHT ||
+		    bytes >= VMP_NET_BYTE_WEIGHT) {
+			vmp_work_queue(vq->dev, &vq->work);
+			break;
+		}
+	}
+}
+
+static void vmp_net_handle_tx(struct vmp_vq *vq)
+{
+	struct vmp_net_vq *nvq = container_of(vq, struct vmp_net_vq, vq);
+
+	mutex_lock(&vq->mutex);
+	if (vmp_vq_runnable(vq)) {
+		/* Socket space only matters after a full socket stopped us. */
+		vmp_poll_stop(&nvq->sock_poll);
+		vmp_vq_notify_off(vq);
+		if (nvq->zc)
+			vmp_zc_reap(vq, nvq->zc);
+		vmp_net_tx_run(nvq);
+		vmp_vq_publish(vq);
+	}
+	mutex_unlock(&vq->mutex);
+}
+
+/* ---- receive ----------------------------------------------------------- */
+
+/* Length of the next packet, or 0 if there is none. */
+static int vmp_net_peek(struct socket *sock)
+{
+	struct sock *sk = sock->sk;
+	struct sk_buff *skb;
+	unsigned long flags;
+	int len = 0;
+
+	if (sock->ops->peek_len)
+		return sock->ops->peek_len(sock);
+
+	spin_lock_irqsave(&sk->sk_receive_queue.lock, flags);
+	skb = skb_peek(&sk->sk_receive_queue);
+	if (skb) {
+		/* At least one byte, so an empty frame is still consumed. */
+		len = max(skb->len, 1U);
+		/* A stripped VLAN tag may be put back on the way out. */
+		if (skb_vlan_tag_present(skb))
+			len += VLAN_HLEN;
+	}
+	spin_unlock_irqrestore(&sk->sk_receive_queue.lock, flags);
+	return len;
+}
+
+static int vmp_net_rx_peek(struct vmp_net_vq *nvq)
+{
+	struct vmp_vq *vq = &nvq->vq;
+	struct socket *sock = nvq->be.sock;
+	u64 deadline;
+	int len;
+
+	len = vmp_net_peek(sock);
+	if (len > 0 || !vq->busyloop_us)
+		return len;
+	deadline = vmp_net_busy_deadline(vq);
+	while (vmp_net_busy_more(vq, deadline)) {
+		len = vmp_net_peek(sock);
+		if (len > 0)
+			return len;
+		cpu_relax();
+	}
+	return 0;
+}
+
+/* Drop the next packet without touching guest memory. */
+static void vmp_net_rx_discard(struct vmp_net_vq *nvq)
+{
+	struct socket *sock = nvq->be.sock;
+	struct msghdr msg = { };
+	u8 sink[sizeof(struct virtio_net_hdr_mrg_rxbuf)];
+	struct kvec kv = { .iov_base = sink, .iov_len = sizeof(sink) };
+
+	/* Backends only dequeue for a non-empty buffer; a short one makes
+	 * them drop the packet, which is what we want.
+	 */
+	iov_iter_kvec(&msg.msg_iter, ITER_DEST, &kv, 1, sizeof(sink));
+	sock->ops->recvmsg(sock, &msg, sizeof(sink), MSG_DONTWAIT | MSG_TRUNC);
+	vmp_stat_add(&nvq->net->stats.rx_dropped, 1);
+}
+
+/**
+ * struct vmp_rx_pkt - guest buffers gathered for one received packet
+ * @nheads: chains taken, in nvq->heads (len = chain capacity)
+ * @niov: iovecs in vq->iov
+ * @nlog: log ranges in vq->log
+ * @room: total capacity
+ */
+struct vmp_rx_pkt {
+	unsigned int nheads;
+	unsigned int niov;
+	unsigned int nlog;
+	size_t room;
+};
+
+/*
+ * Take enough chains to hold @want bytes: several with mergeable buffers,
+ * exactly one otherwise.  Returns 0, VMP_NET_SHORT if the guest has not
+ * posted enough yet, VMP_NET_STOP if the packet can never fit (it must be
+ * dropped), or a negative errno after failing the ring.
+ */
+static int vmp_net_rx_gather(struct vmp_net_vq *nvq, size_t want,
+			     struct vmp_rx_pkt *p)
+{
+	struct vmp_vq *vq = &nvq->vq;
+	unsigned int max_heads = vmp_vq_has(vq, VIRTIO_NET_F_MRG_RXBUF) ?
+				 vq->pending_cap : 1;
+	struct vmp_chain c;
+	int r;
+
+	memset(p, 0, sizeof(*p));
+	while (p->room < want) {
+		if (p->nheads == max_heads)
+			goto too_big;
+		r = vmp_vq_get_chain(vq, p->niov, p->nlog, &c);
+		if (r == -E2BIG && p->nheads)
+			goto too_big;
+		if (r == -E2BIG)
+			vmp_vq_fail(vq, "RX chain with more than %u segments",
+				    VMP_MAX_SEGS);
+		if (r < 0)
+			return r;
+		if (!r) {
+			vmp_vq_unget(vq, p->nheads);
+			return VMP_NET_SHORT;
+		}
+		if (c.nr_out) {
+			vmp_vq_fail(vq, "RX chain %u has readable buffers",
+				    c.head);
+			return -EINVAL;
+		}
+		nvq->heads[p->nheads++] = vmp_used_elem(c.head, c.in_bytes);
+		p->niov += c.nr_in;
+		p->nlog += c.nr_log;
+		p->room += c.in_bytes;
+	}
+	return 0;
+too_big:
+	vmp_vq_unget(vq, p->nheads);
+	return VMP_NET_STOP;
+}
+
+/*
+ * Size each used entry to what was written, give back chains that got
+ * nothing, and return how many chains the packet occupies.
+ */
+static unsigned int vmp_net_rx_trim(struct vmp_net_vq *nvq,
+				    const struct vmp_rx_pkt *p, size_t total)
+{
+	unsigned int i;
+
+	for (i = 0; i < p->nheads && (total || !i); i++) {
+		u32 cap = __virtio32_to_cpu(true, nvq->heads[i].len);
+		u32 len = min_t(size_t, cap, total);
+
+		nvq->heads[i].len = __cpu_to_virtio32(true, len);
+		total -= len;
+	}
+	vmp_vq_unget(&nvq->vq, p->nheads - i);
+	return i;
+}
+
+/* Fill in the parts of the virtio-net header that are ours to write. */
+static int vmp_net_rx_header(struct vmp_net_vq *nvq, struct iov_iter *hdr,
+			     unsigned int nbufs)
+{
+	static const struct virtio_net_hdr zero = {
+		.gso_type = VIRTIO_NET_HDR_GSO_NONE,
+	};
+	size_t hlen = nvq->guest_hlen ?: nvq->sock_hlen;
+	__virtio16 nb = cpu_to_vmp16(nbufs);
+
+	if (!hlen)
+		return 0;
+	/* Our own header carries no offload; a backend's is left alone. */
+	if (nvq->guest_hlen) {
+		if (copy_to_iter(&zero, sizeof(zero), hdr) != sizeof(zero))
+			return -EFAULT;
+	} else {
+		iov_iter_advance(hdr, sizeof(zero));
+	}
+	if (hlen < sizeof(struct virtio_net_hdr_mrg_rxbuf))
+		return 0;
+	return copy_to_iter(&nb, sizeof(nb), hdr) == sizeof(nb) ? 0 : -EFAULT;
+}
+
+static int vmp_net_rx_finish(struct vmp_net_vq *nvq,
+			     const struct vmp_rx_pkt *p, struct iov_iter *hdr,
+			     size_t total)
+{
+	struct vmp_vq *vq = &nvq->vq;
+	unsigned int nbufs = vmp_net_rx_trim(nvq, p, total);
+
+	if (vmp_net_rx_header(nvq, hdr, nbufs)) {
+		vmp_vq_unget(vq, nbufs);
+		vmp_vq_fail(vq, "cannot write the RX header");
+		return -EFAULT;
+	}
+	if (vmp_vq_log_write(vq, vq->log, p->nlog, total)) {
+		vmp_vq_fail(vq, "cannot write the dirty log");
+		return -EFAULT;
+	}
+	return vmp_vq_add_used(vq, nvq->heads, nbufs);
+}
+
+/* Receive one packet of @len bytes (without the backend's header). */
+static int vmp_net_rx_one(struct vmp_net_vq *nvq, size_t len)
+{
+	struct vmp_vq *vq = &nvq->vq;
+	struct socket *sock = nvq->be.sock;
+	size_t want = nvq->guest_hlen + nvq->sock_hlen + len;
+	struct msghdr msg = { };
+	struct vmp_rx_pkt p;
+	struct iov_iter hdr;
+	int r, got;
+
+	r = vmp_net_rx_gather(nvq, want, &p);
+	if (r == VMP_NET_STOP) {
+		vmp_net_rx_discard(nvq);
+		return 0;
+	}
+	if (r)
+		return r;
+
+	iov_iter_init(&msg.msg_iter, ITER_DEST, vq->iov, p.niov, p.room);
+	hdr = msg.msg_iter;
+	iov_iter_advance(&msg.msg_iter, nvq->guest_hlen);
+	got = sock->ops->recvmsg(sock, &msg, want - nvq->guest_hlen,
+				 MSG_DONTWAIT | MSG_TRUNC);
+	if (got < 0 || (size_t)got < nvq->sock_hlen || (msg.msg_flags & MSG_TRUNC)) {
+		/* The packet is gone (or never was): reuse the buffers. */
+		vmp_vq_unget(vq, p.nheads);
+		if (got == -EAGAIN)
+			return VMP_NET_STOP;
+		vmp_stat_add(&nvq->net->stats.rx_dropped, 1);
+		return 0;
+	}
+	r = vmp_net_rx_finish(nvq, &p, &hdr, nvq->guest_hlen + got);
+	if (!r) {
+		vmp_stat_add(&nvq->net->stats.rx_packets, 1);
+		vmp_stat_add(&nvq->net->stats.rx_bytes, got - nvq->sock_hlen);
+	}
+	return r;
+}
+
+static void vmp_net_rx_run(struct vmp_net_vq *nvq)
+{
+	struct vmp_vq *vq = &nvq->vq;
+	unsigned int pkts = 0;
+	size_t bytes = 0;
+	int len, r;
+
+	for (;;) {
+		len = vmp_net_rx_peek(nvq);
+		if (len <= 0)
+			break;
+		r = vmp_net_rx_one(nvq, len);
+		if (r == VMP_NET_SHORT) {
+			/* Wait for the guest unless it just posted more. */
+			if (!vmp_vq_notify_on(vq))
+				break;
+			vmp_vq_notify_off(vq);
+			if (vq->failed)
+				break;
+			continue;
+		}
+		if (r)
+			break;
+		bytes += len;
+		if (++pkts >= VMP_NET_PKT_WEIGHT ||
+		    bytes >= VMP_NET_BYTE_WEIGHT) {
+			vmp_work_queue(vq->dev, &vq->work);
+			break;
+		}
+	}
+}
+
+static void vmp_net_handle_rx(struct vmp_vq *vq)
+{
+	struct vmp_net_vq *nvq = container_of(vq, struct vmp_net_vq, vq);
+
+	mutex_lock(&vq->mutex);
+	if (vmp_vq_runnable(vq)) {
+		vmp_vq_notify_off(vq);
+		vmp_net_rx_run(nvq);
+		vmp_vq_publish(vq);
+	}
+	mutex_unlock(&vq->mutex);
+}
+
+/* ---- backend attach and detach ----------------------------------------- */
+
+/* Unhook the ring from its backend; vq mutex held.  Cannot fail. */
+static void vmp_net_vq_detach(struct vmp_net_vq *nvq,
+			      struct vmp_net_backend *old, struct vmp_zc **zc)
+{
+	vmp_poll_stop(&nvq->sock_poll);
+	*old = nvq->be;
+	*zc = nvq->zc;
+	memset(&nvq->be, 0, sizeof(nvq->be));
+	nvq->zc = NULL;
+	nvq->vq.backend = NULL;
+}
+
+/* Hook the ring to @be; vq mutex held, ring already started. */
+static int vmp_net_vq_attach(struct vmp_net_vq *nvq,
+			     const struct vmp_net_backend *be,
+			     struct vmp_zc *zc)
+{
+	struct vmp_vq *vq = &nvq->vq;
+	int r;
+
+	nvq->be = *be;
+	nvq->zc = zc;
+	nvq->zc_window = 0;
+	nvq->zc_backoff = 0;
+	vq->backend = &nvq->be;
+	if (nvq == &nvq->net->vqs[VMP_NET_RX]) {
+		r = vmp_poll_start(&nvq->sock_poll, be->file);
+		if (r) {
+			memset(&nvq->be, 0, sizeof(nvq->be));
+			nvq->zc = NULL;
+			vq->backend = NULL;
+			return r;
+		}
+	}
+	/* The guest may have queued buffers before we were attached. */
+	vmp_work_queue(vq->dev, &vq->work);
+	return 0;
+}
+
+/* Release what a detached ring held; no vq mutex held. */
+static void vmp_net_put_backend(struct vmp_net_vq *nvq,
+				struct vmp_net_backend *old, struct vmp_zc *zc,
+				bool give_back)
+{
+	if (zc)
+		vmp_zc_drain(nvq, zc, give_back);
+	if (old->file)
+		fput(old->file);
+}
+
+/* Swap the backend of a ring under its mutex; see vmp_net_set_backend(). */
+static int vmp_net_swap_backend(struct vmp_net_vq *nvq,
+				struct vmp_net_backend *nb,
+				struct vmp_net_backend *old,
+				struct vmp_zc **old_zc)
+{
+	struct vmp_vq *vq = &nvq->vq;
+	struct vmp_zc *zc = NULL;
+	int r;
+
+	memset(old, 0, sizeof(*old));
+	*old_zc = NULL;
+	if (nb->file && nb->file == nvq->be.file)
+		return -EALREADY;
+	if (nb->file) {
+		r = vmp_vq_start(vq);
+		if (r)
+			return r;
+		zc = vmp_zc_alloc(nvq, nb);
+	}
+	vmp_net_vq_detach(nvq, old, old_zc);
+	if (!nb->file)
+		return 0;
+	r = vmp_net_vq_attach(nvq, nb, zc);
+	if (r)
+		kfree(zc);
+	return r;
+}
+
+static long vmp_net_set_backend(struct vmp_net *n, void __user *argp)
+{
+	struct vmp_net_backend nb = { }, old;
+	struct vhost_vring_file f;
+	struct vmp_net_vq *nvq;
+	struct vmp_zc *old_zc;
+	long r;
+
+	if (copy_from_user(&f, argp, sizeof(f)))
+		return -EFAULT;
+	r = vmp_dev_check_owner(&n->dev);
+	if (r)
+		return r;
+	if (f.index >= VMP_NET_NVQ)
+		return -ENOBUFS;
+	nvq = &n->vqs[array_index_nospec(f.index, VMP_NET_NVQ)];
+	if (f.fd != VHOST_FILE_UNBIND) {
+		r = vmp_net_backend_get(f.fd, &nb);
+		if (r)
+			return r;
+	}
+
+	mutex_lock(&nvq->vq.mutex);
+	r = vmp_net_swap_backend(nvq, &nb, &old, &old_zc);
+	mutex_unlock(&nvq->vq.mutex);
+
+	if (r && nb.file)
+		fput(nb.file);
+	vmp_net_put_backend(nvq, &old, old_zc, true);
+	return r == -EALREADY ? 0 : r;
+}
+
+/*
+ * Detach both rings and wait for outstanding zero-copy buffers.  Guest
+ * memory is only touched with @give_back, i.e. from the owner's ioctl.
+ */
+static void vmp_net_stop(struct vmp_net *n, bool give_back)
+{
+	struct vmp_net_backend old[VMP_NET_NVQ];
+	struct vmp_zc *zc[VMP_NET_NVQ];
+	unsigned int i;
+
+	for (i = 0; i < VMP_NET_NVQ; i++) {
+		mutex_lock(&n->vqs[i].vq.mutex);
+		vmp_net_vq_detach(&n->vqs[i], &old[i], &zc[i]);
+		mutex_unlock(&n->vqs[i].vq.mutex);
+	}
+	for (i = 0; i < VMP_NET_NVQ; i++)
+		vmp_net_put_backend(&n->vqs[i], &old[i], zc[i], give_back);
+	vmp_dev_flush(&n->dev);
+}
+
+/* ---- features ---------------------------------------------------------- */
+
+static void vmp_net_apply_features(struct vmp_net *n, u64 features)
+{
+	size_t hlen = sizeof(struct virtio_net_hdr);
+	unsigned int i;
+
+	if (features & (BIT_ULL(VIRTIO_NET_F_MRG_RXBUF) |
+			BIT_ULL(VIRTIO_F_VERSION_1)))
+		hlen = sizeof(struct virtio_net_hdr_mrg_rxbuf);
+	for (i = 0; i < VMP_NET_NVQ; i++) {
+		struct vmp_net_vq *nvq = &n->vqs[i];
+
+		mutex_lock(&nvq->vq.mutex);
+		nvq->vq.features = features;
+		/* Whoever does not know about headers, we add them for. */
+		if (features & BIT_ULL(VHOST_NET_F_VIRTIO_NET_HDR)) {
+			nvq->guest_hlen = hlen;
+			nvq->sock_hlen = 0;
+		} else {
+			nvq->guest_hlen = 0;
+			nvq->sock_hlen = hlen;
+		}
+		mutex_unlock(&nvq->vq.mutex);
+	}
+}
+
+static long vmp_net_set_features(struct vmp_net *n, u64 __user *argp)
+{
+	u64 features;
+
+	if (copy_from_user(&features, argp, sizeof(features)))
+		return -EFAULT;
+	if (features & ~VMP_NET_FEATURES)
+		return -EOPNOTSUPP;
+	/* Rings are accessed as little endian only. */
+	if (!(features & BIT_ULL(VIRTIO_F_VERSION_1)) &&
+	    !virtio_legacy_is_little_endian())
+		return -EINVAL;
+	if ((features & BIT_ULL(VHOST_F_LOG_ALL)) && !vmp_dev_log_ok(&n->dev))
+		return -EFAULT;
+	vmp_net_apply_features(n, features);
+	return 0;
+}
+
+static void vmp_net_clear_hlen(struct vmp_net *n)
+{
+	unsigned int i;
+
+	for (i = 0; i < VMP_NET_NVQ; i++) {
+		n->vqs[i].guest_hlen = 0;
+		n->vqs[i].sock_hlen = 0;
+	}
+}
+
+/* ---- debugfs ----------------------------------------------------------- */
+
+static int vmp_net_stats_show(struct seq_file *s, void *unused)
+{
+	struct vmp_net *n = s->private;
+	const struct vmp_net_stats *st = &n->stats;
+
+	seq_printf(s, "tx_packets %llu\n", READ_ONCE(st->tx_packets));
+	seq_printf(s, "tx_bytes %llu\n", READ_ONCE(st->tx_bytes));
+	seq_printf(s, "tx_zcopy_packets %llu\n",
+		   READ_ONCE(st->tx_zcopy_packets));
+	seq_printf(s, "tx_copy_packets %llu\n", READ_ONCE(st->tx_copy_packets));
+	seq_printf(s, "tx_zcopy_copied %lld\n",
+		   (s64)atomic64_read(&n->zc_copied));
+	seq_printf(s, "tx_dropped %llu\n", READ_ONCE(st->tx_dropped));
+	seq_printf(s, "rx_packets %llu\n", READ_ONCE(st->rx_packets));
+	seq_printf(s, "rx_bytes %llu\n", READ_ONCE(st->rx_bytes));
+	seq_printf(s, "rx_dropped %llu\n", READ_ONCE(st->rx_dropped));
+	seq_printf(s, "worker_runs %llu\n", READ_ONCE(n->dev.worker_runs));
+	return 0;
+}
+DEFINE_SHOW_ATTRIBUTE(vmp_net_stats);
+
+/* Counters start from zero with each owner. */
+static void vmp_net_debugfs_add(struct vmp_net *n)
+{
+	char name[40];
+
+	memset(&n->stats, 0, sizeof(n->stats));
+	atomic64_set(&n->zc_copied, 0);
+	WRITE_ONCE(n->dev.worker_runs, 0);
+	snprintf(name, sizeof(name), "net-%d-%u", n->dev.owner_tgid,
+		 atomic_inc_return(&vmp_net_dbg_seq));
+	n->dbg = debugfs_create_dir(name, vmp_net_dbg_root);
+	debugfs_create_file("stats", 0444, n->dbg, n, &vmp_net_stats_fops);
+}
+
+/* Waits for readers of the stats file, so @n may be freed afterwards. */
+static void vmp_net_debugfs_remove(struct vmp_net *n)
+{
+	debugfs_remove(n->dbg);
+	n->dbg = NULL;
+}
+
+/* ---- file operations --------------------------------------------------- */
+
+static long vmp_net_reset_owner(struct vmp_net *n)
+{
+	long r = vmp_dev_check_owner(&n->dev);
+
+	if (r)
+		return r;
+	vmp_net_stop(n, true);
+	vmp_net_debugfs_remove(n);
+	vmp_dev_reset_owner(&n->dev);
+	vmp_net_clear_hlen(n);
+	return 0;
+}
+
+static long vmp_net_set_owner(struct vmp_net *n, void __user *argp)
+{
+	long r = vmp_dev_ioctl(&n->dev, VHOST_SET_OWNER, argp);
+
+	if (!r)
+		vmp_net_debugfs_add(n);
+	return r;
+}
+
+static long vmp_net_locked_ioctl(struct vmp_net *n, unsigned int cmd,
+				 void __user *argp)
+{
+	switch (cmd) {
+	case VHOST_NET_SET_BACKEND:
+		return vmp_net_set_backend(n, argp);
+	case VHOST_SET_FEATURES:
+		return vmp_net_set_features(n, argp);
+	case VHOST_SET_OWNER:
+		return vmp_net_set_owner(n, argp);
+	case VHOST_RESET_OWNER:
+		return vmp_net_reset_owner(n);
+	default:
+		return vmp_dev_ioctl(&n->dev, cmd, argp);
+	}
+}
+
+static long vmp_net_put_u64(void __user *argp, u64 val)
+{
+	return copy_to_user(argp, &val, sizeof(val)) ? -EFAULT : 0;
+}
+
+static long vmp_net_set_backend_features(void __user *argp)
+{
+	u64 features;
+
+	if (copy_from_user(&features, argp, sizeof(features)))
+		return -EFAULT;
+	/* No IOTLB: nothing to offer, nothing to accept. */
+	return features ? -EOPNOTSUPP : 0;
+}
+
+static long vmp_net_ioctl(struct file *f, unsigned int cmd, unsigned long arg)
+{
+	struct vmp_net *n = f->private_data;
+	void __user *argp = (void __user *)arg;
+	long r;
+
+	switch (cmd) {
+	case VHOST_GET_FEATURES:
+		return vmp_net_put_u64(argp, VMP_NET_FEATURES);
+	case VHOST_GET_BACKEND_FEATURES:
+		return vmp_net_put_u64(argp, 0);
+	case VHOST_SET_BACKEND_FEATURES:
+		return vmp_net_set_backend_features(argp);
+	}
+
+	mutex_lock(&n->dev.mutex);
+	r = vmp_net_locked_ioctl(n, cmd, argp);
+	mutex_unlock(&n->dev.mutex);
+	return r;
+}
+
+static int vmp_net_open(struct inode *inode, struct file *f)
+{
+	struct vmp_net *n;
+	unsigned int i;
+	int r;
+
+	n = kzalloc(sizeof(*n), GFP_KERNEL_ACCOUNT);
+	if (!n)
+		return -ENOMEM;
+	n->vqs[VMP_NET_RX].heads = kvmalloc_array(VMP_MAX_SEGS,
+						  sizeof(struct vring_used_elem),
+						  GFP_KERNEL_ACCOUNT);
+	if (!n->vqs[VMP_NET_RX].heads) {
+		kfree(n);
+		return -ENOMEM;
+	}
+	for (i = 0; i < VMP_NET_NVQ; i++) {
+		n->vqs[i].net = n;
+		n->vq_ptrs[i] = &n->vqs[i].vq;
+	}
+	n->vqs[VMP_NET_RX].vq.handle = vmp_net_handle_rx;
+	n->vqs[VMP_NET_TX].vq.handle = vmp_net_handle_tx;
+	r = vmp_dev_init(&n->dev, n->vq_ptrs, VMP_NET_NVQ);
+	if (r) {
+		kvfree(n->vqs[VMP_NET_RX].heads);
+		kfree(n);
+		return r;
+	}
+	vmp_poll_init(&n->vqs[VMP_NET_RX].sock_poll, &n->dev,
+		      &n->vqs[VMP_NET_RX].vq.work, EPOLLIN);
+	vmp_poll_init(&n->vqs[VMP_NET_TX].sock_poll, &n->dev,
+		      &n->vqs[VMP_NET_TX].vq.work, EPOLLOUT);
+	atomic64_set(&n->zc_copied, 0);
+	f->private_data = n;
+	return 0;
+}
+
+static int vmp_net_release(struct inode *inode, struct file *f)
+{
+	struct vmp_net *n = f->private_data;
+
+	/* Last reference: the mutex only keeps lockdep assertions honest. */
+	mutex_lock(&n->dev.mutex);
+	vmp_net_stop(n, false);
+	vmp_net_debugfs_remove(n);
+	vmp_dev_cleanup(&n->dev);
+	mutex_unlock(&n->dev.mutex);
+	kvfree(n->vqs[VMP_NET_RX].heads);
+	kfree(n);
+	return 0;
+}
+
+static const struct file_operations vmp_net_fops = {
+	.owner		= THIS_MODULE,
+	.open		= vmp_net_open,
+	.release	= vmp_net_release,
+	.unlocked_ioctl	= vmp_net_ioctl,
+	.compat_ioctl	= compat_ptr_ioctl,
+	.llseek		= noop_llseek,
+};
+
+static struct miscdevice vmp_net_misc = {
+	.minor	= VHOST_NET_MINOR,
+	.name	= "vhost-net",
+	.fops	= &vmp_net_fops,
+};
+
+static int __init vmp_net_init(void)
+{
+	int r;
+
+	vmp_net_dbg_root = debugfs_create_dir("vhost-mp", NULL);
+	r = misc_register(&vmp_net_misc);
+	if (r)
+		debugfs_remove(vmp_net_dbg_root);
+	return r;
+}
+module_init(vmp_net_init);
+
+static void __exit vmp_net_exit(void)
+{
+	misc_deregister(&vmp_net_misc);
+	debugfs_remove(vmp_net_dbg_root);
+}
+module_exit(vmp_net_exit);
+
+MODULE_LICENSE("GPL");
+MODULE_DESCRIPTION("vhost-mp: virtio-net datapath in the host kernel");
+MODULE_ALIAS_MISCDEV(VHOST_NET_MINOR);
+MODULE_ALIAS("devname:vhost-net");
