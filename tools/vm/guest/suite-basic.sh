@@ -1,7 +1,7 @@
 #!/bin/sh
 # SPDX-License-Identifier: GPL-2.0
-# The normal test suite of one VM boot: the kselftests and the end-to-end
-# scripts, each against our vhost_net and against upstream's reference.
+# Device basics and the nested fixture, against our vhost_net and against
+# upstream's reference.
 . /selftests/vm_lib.sh
 
 for impl in ours reference; do
@@ -14,6 +14,20 @@ for impl in ours reference; do
 	run_prog "vhost_net_features ($impl)" /selftests/vhost_net_features
 	check "unload $impl vhost_net" unload_vhost
 done
+
+# Unload and reload while idle, a few times over.
+reload_round() {
+	load_vhost ours &&
+	/selftests/vhost_net_features -t set_owner_once > /dev/null &&
+	unload_vhost
+}
+
+if impl_available ours; then
+	group "module reload (ours)"
+	for round in 1 2 3; do
+		check "round $round: load, open, set owner, unload" reload_round
+	done
+fi
 
 for impl in ours reference; do
 	/selftests/nested_ping.sh "$impl" || FAILED=1

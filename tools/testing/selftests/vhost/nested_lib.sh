@@ -1,0 +1,93 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
+# The nested fixture: the host's unmodified QEMU, run from the 9p root,
+# boots an unmodified Linux guest (L2) whose virtio-net NIC is served by
+# /dev/vhost-net through a tap in this VM (L1).  Sourced after vm_lib.sh.
+
+L2_LOG=$HOSTROOT/tmp/l2.log
+TAP=tap0
+L1_ADDR=10.99.0.1
+L2_ADDR=10.99.0.2
+
+wait_for() {
+	local secs=$1 i=0
+	shift
+	while ! "$@"; do
+		i=$((i + 1))
+		[ "$i" -ge "$secs" ] && return 1
+		sleep 1
+	done
+}
+
+# start_l2 QUEUES L2_CMDLINE: boot L2 in the background; $QEMU_PID is QEMU.
+# With more than one queue pair L2 gets one vCPU per pair so that its
+# virtio_net driver enables them all.
+start_l2() {
+	local queues=$1 append=$2 netdev device
+	netdev="tap,id=n0,ifname=$TAP,script=no,downscript=no,vhost=on,vhostforce=on"
+	device="virtio-net-pci,netdev=n0,mac=52:54:00:12:34:56"
+	if [ "$queues" -gt 1 ]; then
+		netdev="$netdev,queues=$queues"
+		device="$device,mq=on,vectors=$((2 * queues + 2))"
+	fi
+	mkdir -p "$HOSTROOT/tmp/l2"
+	cp /l2/bzImage /l2/initramfs.cpio.gz "$HOSTROOT/tmp/l2/"
+	: > "$L2_LOG"
+	in_host_bg qemu-system-x86_64 -accel tcg -m 256 -smp "$queues" -nodefaults \
+		-display none -no-reboot \
+		-kernel /tmp/l2/bzImage -initrd /tmp/l2/initramfs.cpio.gz \
+		-append "console=ttyS0 panic=-1 quiet $append" \
+		-serial file:/tmp/l2.log \
+		-virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
+		-netdev "$netdev" -device "$device" \
+		< /dev/null > /tmp/qemu-l2.out 2>&1
+	QEMU_PID=$!
+}
+
+tap_up() {
+	[ -d /sys/class/net/$TAP ] || return 1
+	ip addr add $L1_ADDR/24 dev $TAP && ip link set $TAP up
+}
+
+# Boot L2 and wait until it reports "L2-READY"; TAP lines on the way.
+boot_l2() {
+	start_l2 "$@"
+	if ! wait_for 60 tap_up; then
+		fail "QEMU created $TAP"
+		sed 's/^/# qemu: /' "$HOSTROOT/tmp/qemu-l2.out" 2>/dev/null
+		stop_l2
+		return 1
+	fi
+	pass "QEMU created $TAP with vhost=on"
+	if ! wait_for 300 grep -q 'L2-READY' "$L2_LOG"; then
+		fail "L2 guest booted"
+		sed 's/^/# l2: /' "$L2_LOG" | tail -n 20
+		stop_l2
+		return 1
+	fi
+	pass "L2 guest booted"
+}
+
+stop_l2() {
+	kill "$QEMU_PID" 2>/dev/null
+	wait "$QEMU_PID" 2>/dev/null
+	return 0
+}
+
+# The vhost workers of a QEMU are its threads named vhost-<pid>: one per
+# /dev/vhost-net file, that is one per queue pair.
+worker_tids() {
+	local t
+	for t in /proc/"$QEMU_PID"/task/*; do
+		[ "$(cat "$t/comm" 2>/dev/null)" = "vhost-$QEMU_PID" ] && basename "$t"
+	done
+}
+
+worker_wakeups() {
+	sed -n 's/^voluntary_ctxt_switches:[[:space:]]*//p' \
+		"/proc/$QEMU_PID/task/$1/status"
+}
+
+worker_cpu_ticks() {
+	awk '{ print $14 + $15 }' "/proc/$QEMU_PID/task/$1/stat"
+}
