@@ -6,7 +6,7 @@
 #     -k KERNEL     bzImage (default: the test kernel)
 #     -i INITRD     initramfs (default: the test initramfs)
 #     -o DIR        where console.log and tap.log go (default: a new dir)
-#     -t SECONDS    hard timeout (default 900)
+#     -t SECONDS    hard timeout (default 1800)
 #     -m MEM        guest memory (default 2G)
 #     -n            add the two hub NICs used by the mpassthru tests
 #     -q            do not echo the suite's output to stdout
@@ -19,7 +19,7 @@
 kernel=
 initrd=
 outdir=
-timeout=900
+timeout=1800
 mem=2G
 nics=0
 quiet=0
