@@ -381,6 +381,13 @@ static int vmp_translate(const struct vmp_memtable *mt, u64 gpa, u32 len,
 {
 	unsigned int n = 0;
 
+	/*
+	 * A buffer must be one range of guest-physical space: without this,
+	 * one that runs past 2^64 would continue in a region at address 0.
+	 */
+	if (len && gpa + (len - 1) < gpa)
+		return -EFAULT;
+
 	while (len) {
 		const struct vmp_region *r;
 		u64 chunk;
