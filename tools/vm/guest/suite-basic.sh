@@ -15,6 +15,20 @@ for impl in ours reference; do
 	check "unload $impl vhost_net" unload_vhost
 done
 
+# Untrusted ioctl input and fd lifecycle, 64-bit and through compat_ioctl.
+for impl in ours reference; do
+	impl_available "$impl" || continue
+	for bits in 64 32; do
+		prog=/selftests/vhost_net_errors
+		[ "$bits" = 32 ] && prog=${prog}_32
+		group "ioctl errors ($impl, $bits-bit)"
+		check "load $impl vhost_net" load_vhost "$impl" || continue
+		export VHOST_IMPL=$impl
+		run_prog "vhost_net_errors ($impl, $bits-bit)" "$prog"
+		check "unload $impl vhost_net" unload_vhost
+	done
+done
+
 # Unload and reload while idle, a few times over.
 reload_round() {
 	load_vhost ours &&
