@@ -10,12 +10,13 @@
 #   make reference   upstream's drivers/vhost as external modules
 #   make check       everything above, then the whole test suite in VMs
 #   make run         the demo: boot a VM, load vhost_net, run a nested guest
+#   make bench       every datapath side by side in one VM: BENCHMARKS.md
 
 VM := tools/vm
 KDIR ?= /lib/modules/$(shell uname -r)/build
 
 .PHONY: all deps kernel kernel-test kernel-bench modules reference selftests \
-	initramfs check run clean-modules
+	initramfs check run bench clean-modules
 
 all: modules
 
@@ -56,3 +57,7 @@ check: deps
 
 run: deps
 	@$(VM)/demo.sh
+
+# BENCH_PLAN=SECS:REPS shortens or lengthens every measurement.
+bench: deps
+	@$(VM)/bench.sh $(BENCH_PLAN)

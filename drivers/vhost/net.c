@@ -7,7 +7,11 @@
  * or macvtap file, an AF_PACKET raw socket, or any device that provides a
  * struct vmp_net_probe.
  *
- * Zero-copy transmit: large packets are handed to the backend with a
+ * Transmit to a tap or macvtap: packets that fit in a page are copied into
+ * page fragments and handed over in batches (one sendmsg() for up to
+ * VMP_NET_BATCH packets), which the backend turns into skbs in place.
+ *
+ * Zero-copy transmit: larger packets are handed to the backend with a
  * ubuf_info whose completion marks the descriptor done; those descriptors
  * go back to the guest in submission order once the backend lets go of the
  * pages.  Only a bounded number may be outstanding, and beyond that, for
@@ -26,14 +30,17 @@
 #include <linux/module.h>
 #include <linux/net.h>
 #include <linux/nospec.h>
+#include <linux/ptr_ring.h>
 #include <linux/sched/signal.h>
 #include <linux/seq_file.h>
+#include <linux/skb_array.h>
 #include <linux/skbuff.h>
 #include <linux/slab.h>
 #include <linux/socket.h>
 #include <linux/timekeeping.h>
 #include <linux/vhost.h>
 #include <linux/virtio_net.h>
+#include <net/xdp.h>
 #include <net/sock.h>
 
 #include "vhost.h"
@@ -59,6 +66,10 @@ MODULE_PARM_DESC(zcopy_tx,
 #define VMP_NET_ZC_WINDOW	256
 /* ...and if it was most of them, copy this many packets before retrying. */
 #define VMP_NET_ZC_BACKOFF	4096
+/* Copied packets handed to a tap in one sendmsg(). */
+#define VMP_NET_BATCH		64
+/* Room before a batched frame: the tun_xdp_hdr, and what XDP may use. */
+#define VMP_NET_XDP_HEADROOM	XDP_PACKET_HEADROOM
 
 enum {
 	VMP_NET_RX = 0,
@@ -136,12 +147,48 @@ struct vmp_net_backend {
 };
 
 /**
+ * struct vmp_net_batch - copied packets waiting for one sendmsg()
+ * @xdp: one per packet, VMP_NET_BATCH of them (TX ring only)
+ * @n: packets in @xdp
+ * @bytes: their length, for statistics
+ * @frags: where their buffers come from
+ *
+ * Filled and flushed by the worker within one run of the TX handler, under
+ * the ring's mutex: it is always empty when the handler returns.
+ */
+struct vmp_net_batch {
+	struct xdp_buff *xdp;
+	unsigned int n;
+	size_t bytes;
+	struct page_frag_cache frags;
+};
+
+/**
+ * struct vmp_net_rxq - received packets taken from the backend in one go
+ * @ring: the backend's queue, or NULL to receive one packet at a time
+ * @ptr: packets taken and not yet received, from @head to @tail
+ * @head: next one to receive
+ * @tail: end of those taken
+ *
+ * RX ring only, under its mutex.  What is left when the backend goes away
+ * is put back on its queue.
+ */
+struct vmp_net_rxq {
+	struct ptr_ring *ring;
+	void *ptr[VMP_NET_BATCH];
+	unsigned int head;
+	unsigned int tail;
+};
+
+/**
  * struct vmp_net_vq - a ring plus its backend
  * @vq: core ring
  * @net: device
  * @sock_poll: RX: socket readable; TX: socket writable again
  * @be: current backend; vq.backend points here when attached
  * @zc: zero-copy table, TX only and only if the backend supports it
+ * @batch: TX only: copied packets not yet handed to the backend
+ * @rxq: RX only: packets taken from the backend's queue
  * @guest_hlen: virtio-net header vhost writes (RX) or strips (TX) itself
  * @sock_hlen: header the backend reads and writes with the data
  * @zc_window: zero-copy sends in the current window
@@ -154,6 +201,8 @@ struct vmp_net_vq {
 	struct vmp_poll sock_poll;
 	struct vmp_net_backend be;
 	struct vmp_zc *zc;
+	struct vmp_net_batch batch;
+	struct vmp_net_rxq rxq;
 	size_t guest_hlen;
 	size_t sock_hlen;
 	u32 zc_window;
@@ -166,6 +215,7 @@ struct vmp_net_stats {
 	u64 tx_packets;
 	u64 tx_bytes;
 	u64 tx_zcopy_packets;
+	u64 tx_zcopy_bytes;
 	u64 tx_copy_packets;
 	u64 tx_dropped;
 	u64 rx_packets;
@@ -211,9 +261,11 @@ static struct socket *vmp_packet_socket(struct file *file)
  */
 static const struct vmp_net_probe vmp_net_probes[] = {
 	{ .name = "tun", .get_socket = tun_get_socket,
-	  .flags = VMP_BACKEND_UBUF },
+	  .get_ring = tun_get_tx_ring,
+	  .flags = VMP_BACKEND_UBUF | VMP_BACKEND_XDP },
 	{ .name = "macvtap", .get_socket = tap_get_socket,
-	  .flags = VMP_BACKEND_UBUF },
+	  .get_ring = tap_get_ptr_ring,
+	  .flags = VMP_BACKEND_UBUF | VMP_BACKEND_XDP },
 	{ .name = "packet", .get_socket = vmp_packet_socket },
 };
 
@@ -429,6 +481,9 @@ static bool vmp_net_tx_busy_wait(struct vmp_vq *vq)
 {
 	u64 deadline = vmp_net_busy_deadline(vq);
 
+	/* What is done goes to the guest now, not when polling ends. */
+	if (deadline)
+		vmp_vq_publish(vq);
 	while (vmp_net_busy_more(vq, deadline)) {
 		if (!vmp_vq_avail_empty(vq))
 			return true;
@@ -451,11 +506,128 @@ static void vmp_net_tx_account(struct vmp_net *n, size_t len, int err,
 	}
 	vmp_stat_add(&n->stats.tx_packets, 1);
 	vmp_stat_add(&n->stats.tx_bytes, len);
-	if (zcopy)
+	if (zcopy) {
 		vmp_stat_add(&n->stats.tx_zcopy_packets, 1);
-	else
+		vmp_stat_add(&n->stats.tx_zcopy_bytes, len);
+	} else {
 		vmp_stat_add(&n->stats.tx_copy_packets, 1);
+	}
 }
+
+/* ---- batched copies ---------------------------------------------------- */
+
+static unsigned int vmp_net_batch_buflen(size_t frame)
+{
+	return SKB_DATA_ALIGN(VMP_NET_XDP_HEADROOM + frame) +
+	       SKB_DATA_ALIGN(sizeof(struct skb_shared_info));
+}
+
+/*
+ * Can a packet of @len bytes (backend header included) join the batch?
+ * Batched packets bypass the socket's send buffer accounting, so only
+ * when the owner left it unlimited (QEMU's default, unless sndbuf=).
+ */
+static bool vmp_net_batchable(const struct vmp_net_vq *nvq, size_t len)
+{
+	return nvq->batch.xdp &&
+	       (nvq->be.probe->flags & VMP_BACKEND_XDP) &&
+	       READ_ONCE(nvq->be.sock->sk->sk_sndbuf) == INT_MAX &&
+	       len >= nvq->sock_hlen &&
+	       vmp_net_batch_buflen(len - nvq->sock_hlen) <= PAGE_SIZE;
+}
+
+/* Hand the batch to the backend, which consumes every buffer in it. */
+static void vmp_net_tx_flush(struct vmp_net_vq *nvq)
+{
+	struct vmp_net_batch *b = &nvq->batch;
+	struct tun_msg_ctl ctl = {
+		.type = TUN_MSG_PTR,
+		.num = b->n,
+		.ptr = b->xdp,
+	};
+	struct msghdr msg = {
+		.msg_control = &ctl,
+		.msg_controllen = sizeof(ctl),
+	};
+	struct vmp_net_stats *st = &nvq->net->stats;
+	struct socket *sock = nvq->be.sock;
+	unsigned int i;
+
+	if (!b->n)
+		return;
+	if (sock->ops->sendmsg(sock, &msg, 0) < 0) {
+		/* Refused before it looked at them: the buffers are ours. */
+		for (i = 0; i < b->n; i++)
+			page_frag_free(b->xdp[i].data_hard_start);
+		vmp_stat_add(&st->tx_dropped, b->n);
+	} else {
+		vmp_stat_add(&st->tx_packets, b->n);
+		vmp_stat_add(&st->tx_copy_packets, b->n);
+		vmp_stat_add(&st->tx_bytes, b->bytes);
+	}
+	b->n = 0;
+	b->bytes = 0;
+}
+
+/*
+ * Copy a packet of @len bytes (backend header, then frame) from @from into
+ * a page fragment laid out as the backend expects: a struct tun_xdp_hdr
+ * with the buffer size and the virtio-net header, then the frame.
+ */
+static int vmp_net_tx_batch_add(struct vmp_net_vq *nvq, struct iov_iter *from,
+				size_t len)
+{
+	struct vmp_net_batch *b = &nvq->batch;
+	size_t frame = len - nvq->sock_hlen;
+	unsigned int buflen = vmp_net_batch_buflen(frame);
+	size_t ghdr = min(nvq->sock_hlen, sizeof(struct virtio_net_hdr));
+	struct tun_xdp_hdr *hdr;
+	struct xdp_buff *xdp;
+	void *buf;
+
+	buf = page_frag_alloc_align(&b->frags, buflen, GFP_KERNEL,
+				    SMP_CACHE_BYTES);
+	if (!buf)
+		return -ENOMEM;
+	hdr = buf;
+	hdr->buflen = buflen;
+	memset(&hdr->gso, 0, sizeof(hdr->gso));
+	if (copy_from_iter(&hdr->gso, ghdr, from) != ghdr)
+		goto fault;
+	iov_iter_advance(from, nvq->sock_hlen - ghdr);
+	if (copy_from_iter(buf + VMP_NET_XDP_HEADROOM, frame, from) != frame)
+		goto fault;
+	xdp = &b->xdp[b->n++];
+	xdp_init_buff(xdp, buflen, NULL);
+	xdp_prepare_buff(xdp, buf, VMP_NET_XDP_HEADROOM, frame, true);
+	b->bytes += len;
+	if (b->n == VMP_NET_BATCH)
+		vmp_net_tx_flush(nvq);
+	return 0;
+fault:
+	page_frag_free(buf);
+	return -EFAULT;
+}
+
+/*
+ * Copy a small packet into the batch and give its descriptor back at once.
+ * -ENOMEM when there was no memory for it: send it on its own instead.
+ */
+static int vmp_net_tx_batched(struct vmp_net_vq *nvq,
+			      const struct vmp_chain *c, struct iov_iter *from,
+			      size_t len)
+{
+	struct vring_used_elem e = vmp_used_elem(c->head, 0);
+	int err = vmp_net_tx_batch_add(nvq, from, len);
+
+	if (err == -ENOMEM)
+		return err;
+	if (err)
+		vmp_stat_add(&nvq->net->stats.tx_dropped, 1);
+	return vmp_vq_add_used(&nvq->vq, &e, 1);
+}
+
+/* ---- transmit, one packet at a time ------------------------------------ */
 
 /* Send one chain.  0 on progress, VMP_NET_STOP if the socket is full. */
 static int vmp_net_tx_one(struct vmp_net_vq *nvq, const struct vmp_chain *c)
@@ -483,6 +655,13 @@ static int vmp_net_tx_one(struct vmp_net_vq *nvq, const struct vmp_chain *c)
 		      c->out_bytes);
 	iov_iter_advance(&msg.msg_iter, nvq->guest_hlen);
 
+	if (vmp_net_batchable(nvq, len)) {
+		err = vmp_net_tx_batched(nvq, c, &msg.msg_iter, len);
+		if (err != -ENOMEM)
+			return err;
+	}
+	/* What goes out on its own must not overtake the batch. */
+	vmp_net_tx_flush(nvq);
 	slot = vmp_zc_get(nvq, c->head, len);
 	if (slot) {
 		ctl.ptr = &slot->ubuf;
@@ -533,6 +712,7 @@ static void vmp_net_tx_run(struct vmp_net_vq *nvq)
 		if (r < 0)
 			break;
 		if (!r) {
+			vmp_net_tx_flush(nvq);
 			if (vmp_net_tx_idle(vq))
 				break;
 			continue;
@@ -560,6 +740,7 @@ static void vmp_net_handle_tx(struct vmp_vq *vq)
 		if (nvq->zc)
 			vmp_zc_reap(vq, nvq->zc);
 		vmp_net_tx_run(nvq);
+		vmp_net_tx_flush(nvq);
 		vmp_vq_publish(vq);
 	}
 	mutex_unlock(&vq->mutex);
@@ -567,14 +748,59 @@ static void vmp_net_handle_tx(struct vmp_vq *vq)
 
 /* ---- receive ----------------------------------------------------------- */
 
-/* Length of the next packet, or 0 if there is none. */
-static int vmp_net_peek(struct socket *sock)
+/* Length of a packet as tun and macvtap queue it: an skb or an xdp_frame. */
+static int vmp_net_ptr_len(void *ptr)
 {
+	if (tun_is_xdp_frame(ptr))
+		return tun_ptr_to_xdp(ptr)->len;
+	return __skb_array_len_with_tag(ptr);
+}
+
+/* Take up to VMP_NET_BATCH packets off the backend's queue at once. */
+static int vmp_net_rxq_peek(struct vmp_net_rxq *q)
+{
+	if (q->head == q->tail) {
+		q->head = 0;
+		q->tail = ptr_ring_consume_batched(q->ring, q->ptr,
+						   VMP_NET_BATCH);
+		if (!q->tail)
+			return 0;
+	}
+	return vmp_net_ptr_len(q->ptr[q->head]);
+}
+
+/* The packet recvmsg() must receive (msg_control), or NULL for its own. */
+static void *vmp_net_rxq_take(struct vmp_net_vq *nvq)
+{
+	struct vmp_net_rxq *q = &nvq->rxq;
+
+	if (!q->ring || q->head == q->tail)
+		return NULL;
+	return q->ptr[q->head++];
+}
+
+/* Give packets taken and not received back to the backend's queue. */
+static void vmp_net_rxq_put_back(struct vmp_net_rxq *q)
+{
+	if (q->ring && q->head != q->tail)
+		ptr_ring_unconsume(q->ring, q->ptr + q->head, q->tail - q->head,
+				   tun_ptr_free);
+	q->ring = NULL;
+	q->head = 0;
+	q->tail = 0;
+}
+
+/* Length of the next packet, or 0 if there is none. */
+static int vmp_net_peek(struct vmp_net_vq *nvq)
+{
+	struct socket *sock = nvq->be.sock;
 	struct sock *sk = sock->sk;
 	struct sk_buff *skb;
 	unsigned long flags;
 	int len = 0;
 
+	if (nvq->rxq.ring)
+		return vmp_net_rxq_peek(&nvq->rxq);
 	if (sock->ops->peek_len)
 		return sock->ops->peek_len(sock);
 
@@ -594,16 +820,17 @@ static int vmp_net_peek(struct socket *sock)
 static int vmp_net_rx_peek(struct vmp_net_vq *nvq)
 {
 	struct vmp_vq *vq = &nvq->vq;
-	struct socket *sock = nvq->be.sock;
 	u64 deadline;
 	int len;
 
-	len = vmp_net_peek(sock);
+	len = vmp_net_peek(nvq);
 	if (len > 0 || !vq->busyloop_us)
 		return len;
+	/* Packets already received go to the guest before we spin. */
+	vmp_vq_publish(vq);
 	deadline = vmp_net_busy_deadline(vq);
 	while (vmp_net_busy_more(vq, deadline)) {
-		len = vmp_net_peek(sock);
+		len = vmp_net_peek(nvq);
 		if (len > 0)
 			return len;
 		cpu_relax();
@@ -615,7 +842,7 @@ static int vmp_net_rx_peek(struct vmp_net_vq *nvq)
 static void vmp_net_rx_discard(struct vmp_net_vq *nvq)
 {
 	struct socket *sock = nvq->be.sock;
-	struct msghdr msg = { };
+	struct msghdr msg = { .msg_control = vmp_net_rxq_take(nvq) };
 	u8 sink[sizeof(struct virtio_net_hdr_mrg_rxbuf)];
 	struct kvec kv = { .iov_base = sink, .iov_len = sizeof(sink) };
 
@@ -771,6 +998,7 @@ static int vmp_net_rx_one(struct vmp_net_vq *nvq, size_t len)
 		return r;
 
 	iov_iter_init(&msg.msg_iter, ITER_DEST, vq->iov, p.niov, p.room);
+	msg.msg_control = vmp_net_rxq_take(nvq);
 	hdr = msg.msg_iter;
 	iov_iter_advance(&msg.msg_iter, nvq->guest_hlen);
 	got = sock->ops->recvmsg(sock, &msg, want - nvq->guest_hlen,
@@ -843,11 +1071,24 @@ static void vmp_net_vq_detach(struct vmp_net_vq *nvq,
 			      struct vmp_net_backend *old, struct vmp_zc **zc)
 {
 	vmp_poll_stop(&nvq->sock_poll);
+	vmp_net_rxq_put_back(&nvq->rxq);
 	*old = nvq->be;
 	*zc = nvq->zc;
 	memset(&nvq->be, 0, sizeof(nvq->be));
 	nvq->zc = NULL;
 	nvq->vq.backend = NULL;
+}
+
+static void vmp_net_rxq_attach(struct vmp_net_vq *nvq,
+			       const struct vmp_net_backend *be)
+{
+	struct ptr_ring *ring = NULL;
+
+	if (be->probe->get_ring)
+		ring = be->probe->get_ring(be->file);
+	nvq->rxq.ring = IS_ERR(ring) ? NULL : ring;
+	nvq->rxq.head = 0;
+	nvq->rxq.tail = 0;
 }
 
 /* Hook the ring to @be; vq mutex held, ring already started. */
@@ -864,8 +1105,10 @@ static int vmp_net_vq_attach(struct vmp_net_vq *nvq,
 	nvq->zc_backoff = 0;
 	vq->backend = &nvq->be;
 	if (nvq == &nvq->net->vqs[VMP_NET_RX]) {
+		vmp_net_rxq_attach(nvq, be);
 		r = vmp_poll_start(&nvq->sock_poll, be->file);
 		if (r) {
+			vmp_net_rxq_put_back(&nvq->rxq);
 			memset(&nvq->be, 0, sizeof(nvq->be));
 			nvq->zc = NULL;
 			vq->backend = NULL;
@@ -1035,6 +1278,7 @@ static int vmp_net_stats_show(struct seq_file *s, void *unused)
 	seq_printf(s, "tx_bytes %llu\n", READ_ONCE(st->tx_bytes));
 	seq_printf(s, "tx_zcopy_packets %llu\n",
 		   READ_ONCE(st->tx_zcopy_packets));
+	seq_printf(s, "tx_zcopy_bytes %llu\n", READ_ONCE(st->tx_zcopy_bytes));
 	seq_printf(s, "tx_copy_packets %llu\n", READ_ONCE(st->tx_copy_packets));
 	seq_printf(s, "tx_zcopy_copied %lld\n",
 		   (s64)atomic64_read(&n->zc_copied));
@@ -1145,6 +1389,14 @@ static long vmp_net_ioctl(struct file *f, unsigned int cmd, unsigned long arg)
 	return r;
 }
 
+static void vmp_net_free(struct vmp_net *n)
+{
+	page_frag_cache_drain(&n->vqs[VMP_NET_TX].batch.frags);
+	kfree(n->vqs[VMP_NET_TX].batch.xdp);
+	kvfree(n->vqs[VMP_NET_RX].heads);
+	kfree(n);
+}
+
 static int vmp_net_open(struct inode *inode, struct file *f)
 {
 	struct vmp_net *n;
@@ -1157,8 +1409,11 @@ static int vmp_net_open(struct inode *inode, struct file *f)
 	n->vqs[VMP_NET_RX].heads = kvmalloc_array(VMP_MAX_SEGS,
 						  sizeof(struct vring_used_elem),
 						  GFP_KERNEL_ACCOUNT);
-	if (!n->vqs[VMP_NET_RX].heads) {
-		kfree(n);
+	n->vqs[VMP_NET_TX].batch.xdp = kmalloc_array(VMP_NET_BATCH,
+						     sizeof(struct xdp_buff),
+						     GFP_KERNEL_ACCOUNT);
+	if (!n->vqs[VMP_NET_RX].heads || !n->vqs[VMP_NET_TX].batch.xdp) {
+		vmp_net_free(n);
 		return -ENOMEM;
 	}
 	for (i = 0; i < VMP_NET_NVQ; i++) {
@@ -1169,8 +1424,7 @@ static int vmp_net_open(struct inode *inode, struct file *f)
 	n->vqs[VMP_NET_TX].vq.handle = vmp_net_handle_tx;
 	r = vmp_dev_init(&n->dev, n->vq_ptrs, VMP_NET_NVQ);
 	if (r) {
-		kvfree(n->vqs[VMP_NET_RX].heads);
-		kfree(n);
+		vmp_net_free(n);
 		return r;
 	}
 	vmp_poll_init(&n->vqs[VMP_NET_RX].sock_poll, &n->dev,
@@ -1192,8 +1446,7 @@ static int vmp_net_release(struct inode *inode, struct file *f)
 	vmp_net_debugfs_remove(n);
 	vmp_dev_cleanup(&n->dev);
 	mutex_unlock(&n->dev.mutex);
-	kvfree(n->vqs[VMP_NET_RX].heads);
-	kfree(n);
+	vmp_net_free(n);
 	return 0;
 }
 

@@ -315,6 +315,11 @@ static inline bool vmp_vq_logging(const struct vmp_vq *vq)
  * msg_control and completes zero-copy sends through its ubuf_info.
  */
 #define VMP_BACKEND_UBUF	BIT(0)
+/* The backend accepts a struct tun_msg_ctl of type TUN_MSG_PTR: an array
+ * of xdp_buffs, each a page fragment that starts with a struct
+ * tun_xdp_hdr, which it turns into skbs without another copy.
+ */
+#define VMP_BACKEND_XDP		BIT(1)
 
 /**
  * struct vmp_net_probe - one kind of file vhost-net can use as a backend
@@ -322,6 +327,9 @@ static inline bool vmp_vq_logging(const struct vmp_vq *vq)
  * @get_socket: returns the socket behind @file, or an ERR_PTR() when @file
  *	is not of this kind.  The socket must stay valid for as long as the
  *	caller holds its reference on @file, and sock->file must be @file.
+ * @get_ring: optional; the ptr_ring the backend queues received packets
+ *	on, from which vhost-net may take several at once and hand each back
+ *	to recvmsg() in msg_control (as tun and macvtap allow)
  * @flags: VMP_BACKEND_* capabilities
  *
  * vhost-net tries its probes in order; the first one that recognises the
@@ -330,6 +338,7 @@ static inline bool vmp_vq_logging(const struct vmp_vq *vq)
 struct vmp_net_probe {
 	const char *name;
 	struct socket *(*get_socket)(struct file *file);
+	struct ptr_ring *(*get_ring)(struct file *file);
 	unsigned int flags;
 };
 

@@ -21,10 +21,16 @@ wait_for() {
 
 # start_l2 QUEUES L2_CMDLINE: boot L2 in the background; $QEMU_PID is QEMU.
 # With more than one queue pair L2 gets one vCPU per pair so that its
-# virtio_net driver enables them all.
+# virtio_net driver enables them all.  L2_VHOST=off gives QEMU's own
+# userspace datapath instead (the benchmark's baseline).
 start_l2() {
 	local queues=$1 append=$2 netdev device
-	netdev="tap,id=n0,ifname=$TAP,script=no,downscript=no,vhost=on,vhostforce=on"
+	netdev="tap,id=n0,ifname=$TAP,script=no,downscript=no"
+	if [ "${L2_VHOST:-on}" = on ]; then
+		netdev="$netdev,vhost=on,vhostforce=on"
+	else
+		netdev="$netdev,vhost=off"
+	fi
 	device="virtio-net-pci,netdev=n0,mac=52:54:00:12:34:56"
 	if [ "$queues" -gt 1 ]; then
 		netdev="$netdev,queues=$queues"
@@ -58,7 +64,7 @@ boot_l2() {
 		stop_l2
 		return 1
 	fi
-	pass "QEMU created $TAP with vhost=on"
+	pass "QEMU created $TAP with vhost=${L2_VHOST:-on}"
 	if ! wait_for 300 grep -q 'L2-READY' "$L2_LOG"; then
 		fail "L2 guest booted"
 		sed 's/^/# l2: /' "$L2_LOG" | tail -n 20

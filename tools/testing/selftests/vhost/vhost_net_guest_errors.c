@@ -47,6 +47,7 @@
 #include <linux/virtio_net.h>
 
 #include "virtio_sim.h"
+#include "sim_net.h"
 #include "../kselftest_harness.h"
 
 #define VQ_NUM		64
@@ -337,82 +338,6 @@ FIXTURE_VARIANT_ADD(gerr, rx_used_unmapped) {
 	.ring = SIM_RX_VQ, .kind = K_UNMAP_USED,
 };
 
-/* ---- host side: tap and packet sockets --------------------------------- */
-
-static int tap_open(struct gerr *t)
-{
-	int hdr_sz = HDR_LEN, fd, sk, r = -1;
-	struct ifreq ifr;
-	char path[96];
-
-	fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	memset(&ifr, 0, sizeof(ifr));
-	snprintf(ifr.ifr_name, IFNAMSIZ, "gerrtap%%d");
-	ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
-	if (ioctl(fd, TUNSETIFF, &ifr) < 0 ||
-	    ioctl(fd, TUNSETVNETHDRSZ, &hdr_sz) < 0)
-		goto out;
-	memcpy(t->ifname, ifr.ifr_name, IFNAMSIZ);
-
-	/* No IPv6 autoconfiguration chatter towards the guest. */
-	snprintf(path, sizeof(path), "/proc/sys/net/ipv6/conf/%s/disable_ipv6",
-		 t->ifname);
-	sk = open(path, O_WRONLY | O_CLOEXEC);
-	if (sk >= 0) {
-		if (write(sk, "1", 1) != 1)
-			perror("disable_ipv6");
-		close(sk);
-	}
-
-	sk = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	if (sk < 0)
-		goto out;
-	if (ioctl(sk, SIOCGIFFLAGS, &ifr) == 0) {
-		ifr.ifr_flags |= IFF_UP | IFF_NOARP;
-		if (ioctl(sk, SIOCSIFFLAGS, &ifr) == 0 &&
-		    ioctl(sk, SIOCGIFINDEX, &ifr) == 0) {
-			t->ifindex = ifr.ifr_ifindex;
-			r = 0;
-		}
-	}
-	close(sk);
-out:
-	if (r) {
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
-static int packet_socket(struct gerr *t, bool capture)
-{
-	struct sockaddr_ll sll;
-	int one = 1, fd;
-
-	fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -1;
-	if (setsockopt(fd, SOL_PACKET, PACKET_VNET_HDR, &one, sizeof(one)))
-		goto err;
-	if (capture) {
-		if (setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one,
-			       sizeof(one)))
-			goto err;
-		memset(&sll, 0, sizeof(sll));
-		sll.sll_family = AF_PACKET;
-		sll.sll_protocol = htons(ETH_P_ALL);
-		sll.sll_ifindex = t->ifindex;
-		if (bind(fd, (struct sockaddr *)&sll, sizeof(sll)))
-			goto err;
-	}
-	return fd;
-err:
-	close(fd);
-	return -1;
-}
-
 static void build_frame(uint8_t *f, bool to_guest)
 {
 	unsigned int i;
@@ -435,18 +360,11 @@ static int inject(struct gerr *t)
 {
 	const size_t vhl = sizeof(struct virtio_net_hdr);
 	uint8_t pkt[sizeof(struct virtio_net_hdr) + FRAME_LEN];
-	struct sockaddr_ll sll;
 
-	memset(&sll, 0, sizeof(sll));
-	sll.sll_family = AF_PACKET;
-	sll.sll_ifindex = t->ifindex;
-	sll.sll_halen = 6;
-	sll.sll_protocol = htons(ETHERTYPE_SIM);
-	memcpy(sll.sll_addr, mac_guest, 6);
 	memset(pkt, 0, vhl);
 	memcpy(pkt + vhl, t->frame, FRAME_LEN);
-	if (sendto(t->inj, pkt, sizeof(pkt), MSG_DONTWAIT,
-		   (struct sockaddr *)&sll, sizeof(sll)) != (ssize_t)sizeof(pkt))
+	if (simnet_inject(t->inj, t->ifindex, mac_guest, ETHERTYPE_SIM, pkt,
+			  sizeof(pkt), MSG_DONTWAIT) != (ssize_t)sizeof(pkt))
 		return -errno;
 	return 0;
 }
@@ -559,12 +477,12 @@ FIXTURE_SETUP(gerr)
 	build_frame(t->pkt + HDR_LEN, false);
 	build_frame(t->frame, true);
 
-	t->tap = tap_open(t);
+	t->tap = simnet_tap_open("gerrtap%d", 0, t->ifname, &t->ifindex);
 	ASSERT_LE(0, t->tap) {
 		TH_LOG("tap: %s", strerror(errno));
 	}
-	t->cap = packet_socket(t, true);
-	t->inj = packet_socket(t, false);
+	t->cap = simnet_packet_socket(t->ifindex, true);
+	t->inj = simnet_packet_socket(t->ifindex, false);
 	ASSERT_LE(0, t->cap);
 	ASSERT_LE(0, t->inj);
 

@@ -15,7 +15,11 @@
  * Every variant (mergeable rx buffers, EVENT_IDX, indirect descriptors, on
  * or off) runs every test: 60 B, 1514 B and 64 KiB GSO frames each way,
  * both ways at once with mixed sizes, and both ways across the 16-bit ring
- * index wrap.  Runs against whichever vhost_net module is loaded.
+ * index wrap.  The same traffic then runs over the two other backends, a
+ * macvtap and an AF_PACKET socket, each on a veth pair; and over a tap
+ * with busy polling (VHOST_SET_VRING_BUSYLOOP_TIMEOUT), where the device
+ * must also pick up a frame the guest did not kick for.  Runs against
+ * whichever vhost_net module is loaded.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -36,6 +40,7 @@
 #include <linux/virtio_net.h>
 
 #include "virtio_sim.h"
+#include "sim_net.h"
 #include "../kselftest_harness.h"
 
 #define VQ_NUM		256
@@ -67,7 +72,8 @@
 static const uint8_t mac_guest[6] = { 0x02, 0x53, 0x49, 0x4d, 0x00, 0x01 };
 static const uint8_t mac_host[6] = { 0x02, 0x53, 0x49, 0x4d, 0x00, 0x02 };
 
-enum kind { K_SMALL, K_MTU, K_GSO, K_MIXED };
+/* K_MIXED_MTU: K_MIXED without its GSO frames. */
+enum kind { K_SMALL, K_MTU, K_GSO, K_MIXED, K_MIXED_MTU };
 
 struct fspec {
 	uint32_t len;	/* ethernet frame length */
@@ -87,6 +93,7 @@ struct tx_state {
 	uint16_t order[NSLOTS];		/* slots in submission order */
 	unsigned int order_head;
 	unsigned int overtaken;		/* completions out of submission order */
+	bool no_kick;			/* publish only, whatever the device asks */
 	struct slot_fifo slots;
 };
 
@@ -101,13 +108,16 @@ struct rx_state {
 	int inject_errno;		/* why the last injection stopped */
 };
 
+enum backend { BE_TAP, BE_MACVTAP, BE_PACKET };
+
 /* Everything a test owns: the simulated guest and the host side. */
 struct simnet {
 	struct sim s;
-	int tap;
+	int tap;		/* the backend: tap, macvtap or packet socket */
 	int ifindex;
 	char ifname[IFNAMSIZ];
-	int cap;		/* host side: receives what the guest sends */
+	/* host side, on the tap or on the veth peer of the backend */
+	int cap;		/* receives what the guest sends */
 	int inj;		/* host side: sends what the guest receives */
 	uint64_t tx_arena, rx_arena;
 	bool mrg, indirect;
@@ -185,7 +195,8 @@ static struct fspec frame_spec(enum kind kind, uint32_t seq)
 		f.tcp = true;
 		break;
 	case K_MIXED:
-		if (seq % 16 == 7) {
+	case K_MIXED_MTU:
+		if (kind == K_MIXED && seq % 16 == 7) {
 			f.len = mixed_gso[(seq / 16) % 3];
 			f.tcp = true;
 		} else {
@@ -439,96 +450,66 @@ static unsigned int tx_chain(struct simnet *t, unsigned int slot,
 	return n;
 }
 
-/* ---- host side: tap and packet sockets --------------------------------- */
-
-static int tap_open(struct simnet *t)
-{
-	int hdr_sz = HDR_LEN, fd, sk, r = -1;
-	struct ifreq ifr;
-	char path[96];
-
-	fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	memset(&ifr, 0, sizeof(ifr));
-	snprintf(ifr.ifr_name, IFNAMSIZ, "simtap%%d");
-	ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
-	if (ioctl(fd, TUNSETIFF, &ifr) < 0 ||
-	    ioctl(fd, TUNSETVNETHDRSZ, &hdr_sz) < 0 ||
-	    ioctl(fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6) < 0)
-		goto out;
-	memcpy(t->ifname, ifr.ifr_name, IFNAMSIZ);
-
-	/* No IPv6 autoconfiguration chatter towards the guest. */
-	snprintf(path, sizeof(path), "/proc/sys/net/ipv6/conf/%s/disable_ipv6",
-		 t->ifname);
-	sk = open(path, O_WRONLY | O_CLOEXEC);
-	if (sk >= 0) {
-		if (write(sk, "1", 1) != 1)
-			perror("disable_ipv6");
-		close(sk);
-	}
-
-	sk = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	if (sk < 0)
-		goto out;
-	if (ioctl(sk, SIOCGIFFLAGS, &ifr) == 0) {
-		ifr.ifr_flags |= IFF_UP | IFF_NOARP;
-		if (ioctl(sk, SIOCSIFFLAGS, &ifr) == 0 &&
-		    ioctl(sk, SIOCGIFINDEX, &ifr) == 0) {
-			t->ifindex = ifr.ifr_ifindex;
-			r = 0;
-		}
-	}
-	close(sk);
-out:
-	if (r) {
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
-static int packet_socket(struct simnet *t, bool capture)
-{
-	int one = 1, size = 64 << 20, fd;
-	struct sockaddr_ll sll;
-
-	fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -1;
-	if (setsockopt(fd, SOL_PACKET, PACKET_VNET_HDR, &one, sizeof(one)))
-		goto err;
-	if (capture) {
-		if (setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one,
-			       sizeof(one)) ||
-		    setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size,
-			       sizeof(size)))
-			goto err;
-		memset(&sll, 0, sizeof(sll));
-		sll.sll_family = AF_PACKET;
-		sll.sll_protocol = htons(ETH_P_ALL);
-		sll.sll_ifindex = t->ifindex;
-		if (bind(fd, (struct sockaddr *)&sll, sizeof(sll)))
-			goto err;
-	} else {
-		if (setsockopt(fd, SOL_PACKET, PACKET_QDISC_BYPASS, &one,
-			       sizeof(one)) ||
-		    setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &size,
-			       sizeof(size)))
-			goto err;
-	}
-	return fd;
-err:
-	close(fd);
-	return -1;
-}
-
 /* ---- setup ------------------------------------------------------------ */
 
-FIXTURE_SETUP(sim)
+static const char *env_or_skip(struct __test_metadata *_metadata,
+			       const char *name)
 {
-	struct simnet *t = &self->t;
+	const char *v = getenv(name);
+
+	if (!v || !*v)
+		SKIP(return NULL, "%s not set (the VM suite sets up the veth pair)",
+		     name);
+	return v;
+}
+
+/*
+ * The backend, and the interface where the capture and injection sockets
+ * sit: the tap itself, or for macvtap and AF_PACKET the far end of a veth
+ * pair whose near end carries the macvtap (passthru) or the bound socket.
+ * The VM suite names them in $SIM_MACVTAP, $SIM_MACVTAP_PEER,
+ * $SIM_PACKET_IF and $SIM_PACKET_PEER.
+ */
+static void open_backend(struct __test_metadata *_metadata, struct simnet *t,
+			 enum backend be)
+{
+	const char *lower, *peer;
+	int idx;
+
+	if (be == BE_TAP) {
+		t->tap = simnet_tap_open("simtap%d", SIMNET_OFFLOADS, t->ifname,
+					 &t->ifindex);
+		ASSERT_LE(0, t->tap) {
+			TH_LOG("tap: %s", strerror(errno));
+		}
+		return;
+	}
+	lower = env_or_skip(_metadata, be == BE_MACVTAP ? "SIM_MACVTAP" :
+						      "SIM_PACKET_IF");
+	peer = env_or_skip(_metadata, be == BE_MACVTAP ? "SIM_MACVTAP_PEER" :
+						     "SIM_PACKET_PEER");
+	if (!lower || !peer)
+		return;
+	if (be == BE_MACVTAP) {
+		t->tap = simnet_macvtap_open(lower, &idx);
+	} else {
+		ASSERT_EQ(0, simnet_if_up(lower, &idx)) {
+			TH_LOG("%s: %s", lower, strerror(errno));
+		}
+		t->tap = simnet_packet_backend(idx);
+	}
+	ASSERT_LE(0, t->tap) {
+		TH_LOG("backend on %s: %s", lower, strerror(errno));
+	}
+	snprintf(t->ifname, IFNAMSIZ, "%s", peer);
+	ASSERT_EQ(0, simnet_if_up(peer, &t->ifindex)) {
+		TH_LOG("%s: %s", peer, strerror(errno));
+	}
+}
+
+static void setup(struct __test_metadata *_metadata, struct simnet *t,
+		  bool mrg, bool event_idx, bool indirect, enum backend be)
+{
 	uint64_t want = 1ULL << VIRTIO_F_VERSION_1;
 	int r;
 
@@ -536,20 +517,19 @@ FIXTURE_SETUP(sim)
 	t->tap = -1;
 	t->cap = -1;
 	t->inj = -1;
-	t->mrg = variant->mrg;
-	t->indirect = variant->indirect;
+	t->mrg = mrg;
+	t->indirect = indirect;
 	t->pkt = malloc(PKT_MAX);
 	t->exp = malloc(PKT_MAX);
 	t->buf = malloc(PKT_MAX);
 	t->asm_buf = malloc(PKT_MAX);
 	ASSERT_TRUE(t->pkt && t->exp && t->buf && t->asm_buf);
 
-	t->tap = tap_open(t);
-	ASSERT_LE(0, t->tap) {
-		TH_LOG("tap: %s", strerror(errno));
-	}
-	t->cap = packet_socket(t, true);
-	t->inj = packet_socket(t, false);
+	open_backend(_metadata, t, be);
+	if (t->tap < 0)
+		return;		/* skipped */
+	t->cap = simnet_packet_socket(t->ifindex, true);
+	t->inj = simnet_packet_socket(t->ifindex, false);
 	ASSERT_LE(0, t->cap) {
 		TH_LOG("capture socket: %s", strerror(errno));
 	}
@@ -562,12 +542,15 @@ FIXTURE_SETUP(sim)
 	ASSERT_EQ(0, r) {
 		TH_LOG("/dev/vhost-net: %s", strerror(-r));
 	}
-	if (variant->mrg)
+	if (mrg)
 		want |= 1ULL << VIRTIO_NET_F_MRG_RXBUF;
-	if (variant->event_idx)
+	if (event_idx)
 		want |= 1ULL << VIRTIO_RING_F_EVENT_IDX;
-	if (variant->indirect)
+	if (indirect)
 		want |= 1ULL << VIRTIO_RING_F_INDIRECT_DESC;
+	/* No vnet header on an AF_PACKET socket: vhost adds and strips it. */
+	if (be == BE_PACKET)
+		want |= 1ULL << VHOST_NET_F_VIRTIO_NET_HDR;
 	r = sim_negotiate(&t->s, want);
 	ASSERT_EQ(0, r) {
 		TH_LOG("features 0x%llx of 0x%llx: %s",
@@ -585,10 +568,8 @@ FIXTURE_SETUP(sim)
 	ASSERT_LE(t->rx_arena + NSLOTS * SLOT_SIZE, sim_mem_end(&t->s));
 }
 
-FIXTURE_TEARDOWN(sim)
+static void teardown(struct simnet *t)
 {
-	struct simnet *t = &self->t;
-
 	sim_close(&t->s);
 	if (t->cap >= 0)
 		close(t->cap);
@@ -600,6 +581,17 @@ FIXTURE_TEARDOWN(sim)
 	free(t->exp);
 	free(t->buf);
 	free(t->asm_buf);
+}
+
+FIXTURE_SETUP(sim)
+{
+	setup(_metadata, &self->t, variant->mrg, variant->event_idx,
+	      variant->indirect, BE_TAP);
+}
+
+FIXTURE_TEARDOWN(sim)
+{
+	teardown(&self->t);
 }
 
 /* ---- transmit: guest -> tap -> capture socket ------------------------ */
@@ -645,7 +637,9 @@ static unsigned int tx_fill(struct __test_metadata *_metadata,
 		t->tx_bytes += spec.len;
 		added++;
 	}
-	if (added)
+	if (added && tx->no_kick)
+		sim_publish(vq);
+	else if (added)
 		sim_kick(vq);
 	return added;
 }
@@ -795,13 +789,6 @@ static unsigned int rx_inject(struct __test_metadata *_metadata,
 	const size_t vhl = sizeof(struct virtio_net_hdr);
 	struct rx_state *rx = &t->rx;
 	unsigned int sent = 0;
-	struct sockaddr_ll sll;
-
-	memset(&sll, 0, sizeof(sll));
-	sll.sll_family = AF_PACKET;
-	sll.sll_ifindex = t->ifindex;
-	sll.sll_halen = 6;
-	memcpy(sll.sll_addr, mac_guest, 6);
 
 	while (rx->injected < rx->total &&
 	       rx->injected - rx->received < rx->inflight) {
@@ -812,9 +799,9 @@ static unsigned int rx_inject(struct __test_metadata *_metadata,
 		if (spec.tcp)
 			gso_hdr((struct virtio_net_hdr *)t->pkt);
 		build_frame(t->pkt + vhl, rx->injected, spec, true);
-		sll.sll_protocol = htons(spec.tcp ? ETH_P_IP : ETHERTYPE_SIM);
-		n = sendto(t->inj, t->pkt, vhl + spec.len, MSG_DONTWAIT,
-			   (struct sockaddr *)&sll, sizeof(sll));
+		n = simnet_inject(t->inj, t->ifindex, mac_guest,
+				  spec.tcp ? ETH_P_IP : ETHERTYPE_SIM, t->pkt,
+				  vhl + spec.len, MSG_DONTWAIT);
 		if (n < 0 && (errno == EAGAIN || errno == ENOBUFS)) {
 			rx->inject_errno = errno;
 			break;
@@ -1108,56 +1095,53 @@ static void finish(struct __test_metadata *_metadata, struct simnet *t)
 
 static const struct traffic none;
 
+/* One run on fresh rings, stopped and checked as QEMU would. */
+static void traffic(struct __test_metadata *_metadata, struct simnet *t,
+		    struct traffic tx, struct traffic rx)
+{
+	start(_metadata, t, 0, 0);
+	run(_metadata, t, tx, rx);
+	finish(_metadata, t);
+}
+
 /* 300 frames: the 256-entry ring wraps at least once. */
 TEST_F_TIMEOUT(sim, tx_60, 240)
 {
-	start(_metadata, &self->t, 0, 0);
-	run(_metadata, &self->t, (struct traffic){ K_SMALL, 300, 64 }, none);
-	finish(_metadata, &self->t);
+	traffic(_metadata, &self->t, (struct traffic){ K_SMALL, 300, 64 },
+		none);
 }
 
 TEST_F_TIMEOUT(sim, tx_1514, 240)
 {
-	start(_metadata, &self->t, 0, 0);
-	run(_metadata, &self->t, (struct traffic){ K_MTU, 300, 64 }, none);
-	finish(_metadata, &self->t);
+	traffic(_metadata, &self->t, (struct traffic){ K_MTU, 300, 64 }, none);
 }
 
 TEST_F_TIMEOUT(sim, tx_gso_64k, 240)
 {
-	start(_metadata, &self->t, 0, 0);
-	run(_metadata, &self->t, (struct traffic){ K_GSO, 40, 16 }, none);
-	finish(_metadata, &self->t);
+	traffic(_metadata, &self->t, (struct traffic){ K_GSO, 40, 16 }, none);
 }
 
 TEST_F_TIMEOUT(sim, rx_60, 240)
 {
-	start(_metadata, &self->t, 0, 0);
-	run(_metadata, &self->t, none, (struct traffic){ K_SMALL, 300, 64 });
-	finish(_metadata, &self->t);
+	traffic(_metadata, &self->t, none,
+		(struct traffic){ K_SMALL, 300, 64 });
 }
 
 TEST_F_TIMEOUT(sim, rx_1514, 240)
 {
-	start(_metadata, &self->t, 0, 0);
-	run(_metadata, &self->t, none, (struct traffic){ K_MTU, 300, 64 });
-	finish(_metadata, &self->t);
+	traffic(_metadata, &self->t, none, (struct traffic){ K_MTU, 300, 64 });
 }
 
 TEST_F_TIMEOUT(sim, rx_gso_64k, 240)
 {
-	start(_metadata, &self->t, 0, 0);
-	run(_metadata, &self->t, none, (struct traffic){ K_GSO, 40, 16 });
-	finish(_metadata, &self->t);
+	traffic(_metadata, &self->t, none, (struct traffic){ K_GSO, 40, 16 });
 }
 
 /* Both directions at once, sizes from 60 B to 64 KiB GSO interleaved. */
 TEST_F_TIMEOUT(sim, bidir_mixed, 240)
 {
-	start(_metadata, &self->t, 0, 0);
-	run(_metadata, &self->t, (struct traffic){ K_MIXED, 400, 64 },
-	    (struct traffic){ K_MIXED, 400, 64 });
-	finish(_metadata, &self->t);
+	traffic(_metadata, &self->t, (struct traffic){ K_MIXED, 400, 64 },
+		(struct traffic){ K_MIXED, 400, 64 });
 }
 
 /* Ring indices start just below 65535 and wrap the 16-bit counters. */
@@ -1170,6 +1154,283 @@ TEST_F_TIMEOUT(sim, bidir_index_wrap, 240)
 	/* both ended past the wrap (and not all the way round again) */
 	EXPECT_LT(self->t.s.vq[SIM_TX_VQ].avail_idx, 65535 - 37);
 	EXPECT_LT(self->t.s.vq[SIM_RX_VQ].last_used, 65535 - 150);
+}
+
+/* ---- macvtap and AF_PACKET backends ------------------------------------ */
+
+/*
+ * The same guest on the other backends of VHOST_NET_SET_BACKEND: a
+ * macvtap (passthru, with a vnet header as QEMU opens it) or an AF_PACKET
+ * raw socket (no vnet header: VHOST_NET_F_VIRTIO_NET_HDR, vhost adds and
+ * strips it, so no GSO) on one end of a veth pair; the capture and
+ * injection sockets sit on the other end.
+ */
+FIXTURE(backend) {
+	struct simnet t;
+};
+
+FIXTURE_VARIANT(backend) {
+	enum backend be;
+	bool mrg;
+	bool event_idx;
+	bool indirect;
+};
+
+FIXTURE_VARIANT_ADD(backend, macvtap_mrg_evidx_indirect) {
+	.be = BE_MACVTAP, .mrg = true, .event_idx = true, .indirect = true,
+};
+
+FIXTURE_VARIANT_ADD(backend, macvtap_big_flags_direct) {
+	.be = BE_MACVTAP, .mrg = false, .event_idx = false, .indirect = false,
+};
+
+FIXTURE_VARIANT_ADD(backend, packet_mrg_flags_indirect) {
+	.be = BE_PACKET, .mrg = true, .event_idx = false, .indirect = true,
+};
+
+FIXTURE_VARIANT_ADD(backend, packet_big_evidx_direct) {
+	.be = BE_PACKET, .mrg = false, .event_idx = true, .indirect = false,
+};
+
+FIXTURE_SETUP(backend)
+{
+	setup(_metadata, &self->t, variant->mrg, variant->event_idx,
+	      variant->indirect, variant->be);
+}
+
+FIXTURE_TEARDOWN(backend)
+{
+	teardown(&self->t);
+}
+
+TEST_F_TIMEOUT(backend, tx_60, 240)
+{
+	traffic(_metadata, &self->t, (struct traffic){ K_SMALL, 300, 64 },
+		none);
+}
+
+TEST_F_TIMEOUT(backend, tx_1514, 240)
+{
+	traffic(_metadata, &self->t, (struct traffic){ K_MTU, 300, 64 }, none);
+}
+
+TEST_F_TIMEOUT(backend, rx_60, 240)
+{
+	traffic(_metadata, &self->t, none,
+		(struct traffic){ K_SMALL, 300, 64 });
+}
+
+TEST_F_TIMEOUT(backend, rx_1514, 240)
+{
+	traffic(_metadata, &self->t, none, (struct traffic){ K_MTU, 300, 64 });
+}
+
+/* 60 B to 1514 B both ways at once; with macvtap 64 KiB GSO frames too. */
+TEST_F_TIMEOUT(backend, bidir_mixed, 240)
+{
+	enum kind k = variant->be == BE_PACKET ? K_MIXED_MTU : K_MIXED;
+
+	start(_metadata, &self->t, 65535 - 100, 0);
+	run(_metadata, &self->t, (struct traffic){ k, 400, 64 },
+	    (struct traffic){ k, 400, 64 });
+	finish(_metadata, &self->t);
+}
+
+/* ---- busy polling ------------------------------------------------------ */
+
+/* Long enough to tell apart from scheduling noise under TCG. */
+#define BUSY_US		1000000U
+#define BUSY_ROUNDS	4
+
+FIXTURE(busy) {
+	struct simnet t;
+};
+
+FIXTURE_SETUP(busy)
+{
+	setup(_metadata, &self->t, true, true, false, BE_TAP);
+}
+
+FIXTURE_TEARDOWN(busy)
+{
+	teardown(&self->t);
+}
+
+static int set_busyloop(struct sim *s, unsigned int index, unsigned int us)
+{
+	struct vhost_vring_state st = { .index = index, .num = us };
+
+	return sim_ioctl(s, VHOST_SET_VRING_BUSYLOOP_TIMEOUT, &st);
+}
+
+static int get_busyloop(struct sim *s, unsigned int index, unsigned int *us)
+{
+	struct vhost_vring_state st = { .index = index, .num = 0xdead };
+	int r = sim_ioctl(s, VHOST_GET_VRING_BUSYLOOP_TIMEOUT, &st);
+
+	if (!r && st.index != index)
+		return -EPROTO;
+	*us = st.num;
+	return r;
+}
+
+/* Each ring keeps its own value; a ring that does not exist is refused. */
+TEST_F(busy, timeout_round_trip)
+{
+	static const unsigned int val[] = { 0, 1, 50, 123456, 0xffffffffU, 0 };
+	struct sim *s = &self->t.s;
+	unsigned int i, rx, tx;
+
+	ASSERT_EQ(0, get_busyloop(s, SIM_RX_VQ, &rx));
+	ASSERT_EQ(0, get_busyloop(s, SIM_TX_VQ, &tx));
+	EXPECT_EQ(0U, rx);
+	EXPECT_EQ(0U, tx);
+	for (i = 0; i < ARRAY_SIZE(val); i++) {
+		ASSERT_EQ(0, set_busyloop(s, SIM_RX_VQ, val[i]));
+		ASSERT_EQ(0, set_busyloop(s, SIM_TX_VQ, val[i] ^ 0x55));
+		ASSERT_EQ(0, get_busyloop(s, SIM_RX_VQ, &rx));
+		ASSERT_EQ(0, get_busyloop(s, SIM_TX_VQ, &tx));
+		EXPECT_EQ(val[i], rx);
+		EXPECT_EQ(val[i] ^ 0x55, tx);
+	}
+	EXPECT_EQ(-ENOBUFS, set_busyloop(s, SIM_NVQ, 10));
+	EXPECT_EQ(-ENOBUFS, get_busyloop(s, SIM_NVQ, &rx));
+}
+
+/* Both ways at once with both rings busy polling, every byte checked. */
+TEST_F_TIMEOUT(busy, traffic, 240)
+{
+	struct sim *s = &self->t.s;
+	unsigned int us;
+
+	ASSERT_EQ(0, set_busyloop(s, SIM_RX_VQ, 20000));
+	ASSERT_EQ(0, set_busyloop(s, SIM_TX_VQ, 20000));
+	traffic(_metadata, &self->t, (struct traffic){ K_MIXED, 400, 64 },
+		(struct traffic){ K_MIXED, 400, 64 });
+	ASSERT_EQ(0, get_busyloop(s, SIM_TX_VQ, &us));
+	EXPECT_EQ(20000U, us);
+}
+
+/*
+ * Send one frame (tx.inflight is 1), with a kick when the device asks for
+ * one or (@kick false) with none at all, and wait @wait_ms for its used
+ * entry: false if it did not come.  Its latency goes to @worst_ms; the
+ * frame must arrive intact.
+ */
+static bool tx_one(struct __test_metadata *_metadata, struct simnet *t,
+		   bool kick, int wait_ms, uint64_t *worst_ms)
+{
+	struct sim_vq *vq = &t->s.vq[SIM_TX_VQ];
+	struct tx_state *tx = &t->tx;
+	uint64_t t0 = sim_now_ms(), lat;
+
+	tx->no_kick = !kick;
+	if (tx->submitted == tx->used)
+		EXPECT_EQ(1U, tx_fill(_metadata, t));
+	tx->no_kick = false;
+	if (sim_wait_used(vq, wait_ms))
+		return false;
+	lat = sim_now_ms() - t0;
+	*worst_ms = lat > *worst_ms ? lat : *worst_ms;
+	EXPECT_EQ(1U, tx_harvest(_metadata, t));
+	while (tx->captured < tx->used && sim_now_ms() - t0 < WAIT_MS) {
+		struct pollfd p = { .fd = t->cap, .events = POLLIN };
+
+		poll(&p, 1, SLICE_MS);
+		tx_capture(_metadata, t);
+	}
+	EXPECT_EQ(tx->used, tx->captured);
+	return true;
+}
+
+/*
+ * While the device busy polls after a frame, the guest publishes the next
+ * one without kicking at all (a driver skips the kick when the device
+ * asked for none): it must still be sent, and the used entry of the first
+ * one must not wait until polling ends.  Control: with a timeout of 0 the
+ * same frame stays put until the guest kicks.  Polling stops early when
+ * the worker's CPU is wanted, so one frame sent unkicked out of
+ * BUSY_ROUNDS is enough; none may be lost or damaged in any round.
+ */
+TEST_F_TIMEOUT(busy, tx_without_kick, 120)
+{
+	struct simnet *t = &self->t;
+	struct sim_vq *vq = &t->s.vq[SIM_TX_VQ];
+	unsigned int mode, round, unkicked[2] = { 0, 0 };
+	uint64_t worst = 0;
+
+	start(_metadata, t, 0, 0);
+	memset(&t->tx, 0, sizeof(t->tx));
+	t->tx.kind = K_MTU;
+	t->tx.total = 4 * BUSY_ROUNDS;
+	t->tx.inflight = 1;
+	fifo_init(&t->tx.slots);
+	for (mode = 0; mode < 2; mode++) {
+		ASSERT_EQ(0, set_busyloop(&t->s, SIM_TX_VQ, mode ? BUSY_US : 0));
+		for (round = 0; round < BUSY_ROUNDS; round++) {
+			/* let any polling run out: the device is idle */
+			usleep(BUSY_US + 300000);
+			ASSERT_TRUE(tx_one(_metadata, t, true, WAIT_MS, &worst));
+			usleep(50000);
+			if (tx_one(_metadata, t, false, BUSY_US / 2000,
+				   &worst)) {
+				unkicked[mode]++;
+				continue;
+			}
+			/* not picked up: kick, and it must go now */
+			vq->always_kick = true;
+			sim_kick(vq);
+			vq->always_kick = false;
+			ASSERT_TRUE(tx_one(_metadata, t, true, WAIT_MS, &worst));
+		}
+	}
+	TH_LOG("sent without a kick: %u/%u rounds idle, %u/%u polling; slowest used entry %llu ms",
+	       unkicked[0], BUSY_ROUNDS, unkicked[1], BUSY_ROUNDS,
+	       (unsigned long long)worst);
+	EXPECT_EQ(0U, unkicked[0]);
+	EXPECT_LT(0U, unkicked[1]);
+	EXPECT_GT(BUSY_US / 2000, worst) {
+		TH_LOG("a used entry waited for busy polling to end");
+	}
+	finish(_metadata, t);
+}
+
+/*
+ * A received frame reaches the guest while the device goes on polling
+ * the socket for the next one, not when polling ends.
+ */
+TEST_F_TIMEOUT(busy, rx_latency, 120)
+{
+	struct simnet *t = &self->t;
+	struct sim_vq *vq = &t->s.vq[SIM_RX_VQ];
+	uint64_t t0, lat, worst = 0;
+	unsigned int round;
+
+	ASSERT_EQ(0, set_busyloop(&t->s, SIM_RX_VQ, BUSY_US));
+	start(_metadata, t, 0, 0);
+	memset(&t->rx, 0, sizeof(t->rx));
+	t->rx.kind = K_MTU;
+	t->rx.total = BUSY_ROUNDS;
+	t->rx.inflight = 1;
+	fifo_init(&t->rx.slots);
+	rx_refill(_metadata, t);
+	for (round = 0; round < BUSY_ROUNDS; round++) {
+		usleep(BUSY_US + 300000);
+		t0 = sim_now_ms();
+		ASSERT_EQ(1U, rx_inject(_metadata, t));
+		ASSERT_EQ(0, sim_wait_used(vq, WAIT_MS));
+		lat = sim_now_ms() - t0;
+		worst = lat > worst ? lat : worst;
+		ASSERT_LE(1U, rx_harvest(_metadata, t));
+		ASSERT_EQ(round + 1, t->rx.received);
+		rx_refill(_metadata, t);
+	}
+	TH_LOG("slowest frame to the guest: %llu ms",
+	       (unsigned long long)worst);
+	EXPECT_GT(BUSY_US / 2000, worst) {
+		TH_LOG("a received frame waited for busy polling to end");
+	}
+	finish(_metadata, t);
 }
 
 TEST_HARNESS_MAIN

@@ -58,14 +58,17 @@ unload_vhost() {
 	! grep -qE '^(vhost_net|vhost|vhost_iotlb) ' /proc/modules
 }
 
+# load_vhost IMPL [PARAM=VALUE...]: the parameters go to vhost_net.
 load_vhost() {
+	local impl=$1
+	shift
 	unload_vhost || return 1
-	case "$1" in
-	ours) modprobe vhost_net || return 1 ;;
+	case "$impl" in
+	ours) modprobe vhost_net "$@" || return 1 ;;
 	reference)
 		insmod "$REF_DIR/vhost_iotlb.ko" &&
 		insmod "$REF_DIR/vhost.ko" &&
-		insmod "$REF_DIR/vhost_net.ko" || return 1
+		insmod "$REF_DIR/vhost_net.ko" "$@" || return 1
 		;;
 	esac
 	[ -c /dev/vhost-net ]
