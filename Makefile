@@ -34,7 +34,7 @@ modules:
 		echo "no modules yet: drivers/vhost has not landed"; \
 	else \
 		$(MAKE) -C $(KDIR) M=$(CURDIR)/drivers/vhost \
-			CONFIG_VHOST=m CONFIG_VHOST_NET=m modules; \
+			CONFIG_VHOST=m CONFIG_VHOST_NET=m CONFIG_MPASSTHRU=m modules; \
 	fi
 
 clean-modules:

@@ -1,0 +1,1133 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * mpassthru: mediated passthrough of one host Ethernet device to one guest.
+ *
+ * Each open of /dev/mpassthru can bind one device (MPASSTHRU_BIND).  While
+ * bound, everything the device receives goes to this file instead of the
+ * host stack (we are the device's rx_handler), and what is written to the
+ * file is sent on the device.  The file is both a tap-compatible
+ * descriptor (read, write, poll and the TUN ioctls QEMU issues for
+ * "-netdev tap,fd=N") and, through the socket behind it, a backend for
+ * vhost-net, whose sendmsg() may hand us a ubuf_info: the guest's pages
+ * are then attached to the skb, and vhost-net learns through our
+ * completion when the device has let go of them.
+ *
+ * Receive copies today: frames wait on the socket's receive queue until
+ * the reader copies them into its buffers.  The zero-copy receive path
+ * (the NIC writing into posted guest buffers) replaces the queue's
+ * producer and the copy, not this file's interfaces; see
+ * Documentation/mpassthru.rst.
+ *
+ * Locking: a binding is made and undone under RTNL, which also serialises
+ * us with the device's unregistration.  The datapath finds the device
+ * through an RCU pointer and holds a reference on it while it sends.
+ */
+#define pr_fmt(fmt) "mpassthru: " fmt
+
+#include <linux/debugfs.h>
+#include <linux/etherdevice.h>
+#include <linux/if_arp.h>
+#include <linux/if_tun.h>
+#include <linux/if_vlan.h>
+#include <linux/miscdevice.h>
+#include <linux/module.h>
+#include <linux/mpassthru.h>
+#include <linux/netdevice.h>
+#include <linux/poll.h>
+#include <linux/rtnetlink.h>
+#include <linux/sched/signal.h>
+#include <linux/seq_file.h>
+#include <linux/skbuff.h>
+#include <linux/slab.h>
+#include <linux/uio.h>
+#include <linux/virtio_net.h>
+#include <net/gso.h>
+#include <net/net_namespace.h>
+#include <net/sock.h>
+
+/* Frames waiting for the reader; beyond this they are dropped. */
+#define MP_RX_QUEUE_LEN		1024
+/* Below this a frame is copied even when the caller could wait for it. */
+#define MP_ZC_MIN_LEN		256
+/* Bytes copied into the linear part when the header length is unknown. */
+#define MP_COPY_HDR_LEN		128
+#define MP_MAX_VNET_HDR		256
+#define MP_MAX_FRAME		(ETH_HLEN + VLAN_HLEN + 65535)
+#define MP_TUN_FEATURES		(IFF_TAP | IFF_NO_PI | IFF_VNET_HDR)
+#define MP_OFFLOADS		(TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | \
+				 TUN_F_TSO_ECN | TUN_F_UFO | TUN_F_USO4 | \
+				 TUN_F_USO6)
+/* What the reader always takes: we can hand it any skb layout. */
+#define MP_BASE_FEATURES	(NETIF_F_GSO | NETIF_F_SG | NETIF_F_FRAGLIST)
+
+/* In the order of struct mpassthru_stats. */
+enum {
+	MP_RX_PACKETS,
+	MP_RX_BYTES,
+	MP_RX_ZCOPY_BYTES,
+	MP_RX_COPY_BYTES,
+	MP_RX_DROPPED,
+	MP_TX_PACKETS,
+	MP_TX_BYTES,
+	MP_TX_ZCOPY_BYTES,
+	MP_TX_COPY_BYTES,
+	MP_TX_DROPPED,
+	MP_PINNED_PAGES,
+	MP_NR_STATS,
+};
+
+struct mp_file;
+
+/**
+ * struct mp_port - a device bound to an mpassthru file
+ * @dev: the device; we hold a reference while bound
+ * @tracker: for that reference
+ * @mf: the file it is bound to
+ * @rcu: the port is freed after a grace period
+ *
+ * The device's rx_handler_data points here.
+ */
+struct mp_port {
+	struct net_device *dev;
+	netdevice_tracker tracker;
+	struct mp_file *mf;
+	struct rcu_head rcu;
+};
+
+/**
+ * struct mp_file - one open of /dev/mpassthru
+ * @sk: our socket's sock; must come first (sk_alloc() allocates us)
+ * @socket: what vhost-net sends and receives through
+ * @port: current binding, or NULL (RCU; changed under RTNL)
+ * @state: MPASSTHRU_STATE_* (written under RTNL)
+ * @flags: MPASSTHRU_F_* of the binding
+ * @vnet_hdr_sz: header in front of each frame when MPASSTHRU_F_VNET_HDR
+ * @offloads: TUN_F_* the reader accepts
+ * @rx_features: @offloads as device features, for segmentation on receive
+ * @ifindex: bound device at bind time
+ * @ifname: its name at bind time
+ * @stats: MP_* counters; all but MP_PINNED_PAGES start again at each bind
+ * @node: in mp_files, for debugfs
+ * @lock: serialises the ioctls that change the fields above
+ */
+struct mp_file {
+	struct sock sk;
+	struct socket socket;
+	struct mp_port __rcu *port;
+	u32 state;
+	u32 flags;
+	int vnet_hdr_sz;
+	unsigned int offloads;
+	netdev_features_t rx_features;
+	int ifindex;
+	char ifname[IFNAMSIZ];
+	atomic64_t stats[MP_NR_STATS];
+	struct list_head node;
+	struct mutex lock;	/* see @lock above */
+};
+
+/**
+ * struct mp_ubuf - our completion for a frame sent from guest pages
+ * @ubuf: attached to the skb
+ * @upper: the caller's (vhost-net's) completion, or NULL
+ * @mf: owner of the socket the frame was charged to; we hold a reference
+ * @npages: page references held by the skb's fragments
+ */
+struct mp_ubuf {
+	struct ubuf_info ubuf;
+	struct ubuf_info *upper;
+	struct mp_file *mf;
+	unsigned int npages;
+};
+
+static struct proto mp_proto = {
+	.name		= "mpassthru",
+	.owner		= THIS_MODULE,
+	.obj_size	= sizeof(struct mp_file),
+};
+
+/* Guest pages referenced by frames in flight, over every binding. */
+static atomic_long_t mp_pinned_pages = ATOMIC_LONG_INIT(0);
+static LIST_HEAD(mp_files);
+static DEFINE_MUTEX(mp_files_lock);
+static struct dentry *mp_dbg_root;
+
+static inline void mp_stat_add(struct mp_file *mf, unsigned int i, s64 v)
+{
+	atomic64_add(v, &mf->stats[i]);
+}
+
+static struct mp_file *mp_from_sock(struct socket *sock)
+{
+	return container_of(sock, struct mp_file, socket);
+}
+
+static size_t mp_hdr_len(const struct mp_file *mf)
+{
+	return (READ_ONCE(mf->flags) & MPASSTHRU_F_VNET_HDR) ?
+	       READ_ONCE(mf->vnet_hdr_sz) : 0;
+}
+
+/* The error a file without a usable device answers with. */
+static int mp_unbound_err(const struct mp_file *mf)
+{
+	return READ_ONCE(mf->state) == MPASSTHRU_STATE_GONE ? -ENODEV : -ENXIO;
+}
+
+/* ---- receive: device to file ------------------------------------------- */
+
+static void mp_queue_rx(struct mp_file *mf, struct sk_buff *skb)
+{
+	struct sk_buff_head *q = &mf->sk.sk_receive_queue;
+
+	if (skb_queue_len_lockless(q) >= MP_RX_QUEUE_LEN) {
+		mp_stat_add(mf, MP_RX_DROPPED, 1);
+		kfree_skb_reason(skb, SKB_DROP_REASON_FULL_RING);
+		return;
+	}
+	skb_queue_tail(q, skb);
+}
+
+/* Segment what the reader cannot take whole, then queue it. */
+static void mp_rx_segment(struct mp_file *mf, struct sk_buff *skb,
+			  netdev_features_t features)
+{
+	struct sk_buff *segs, *next;
+
+	segs = __skb_gso_segment(skb, features, false);
+	if (IS_ERR(segs)) {
+		mp_stat_add(mf, MP_RX_DROPPED, 1);
+		kfree_skb_reason(skb, SKB_DROP_REASON_SKB_GSO_SEG);
+		return;
+	}
+	if (!segs) {
+		mp_queue_rx(mf, skb);
+		return;
+	}
+	consume_skb(skb);
+	skb_list_walk_safe(segs, skb, next) {
+		skb_mark_not_on_list(skb);
+		mp_queue_rx(mf, skb);
+	}
+}
+
+/*
+ * The device's rx_handler: every frame is the guest's, none goes up the
+ * host stack.  Softirq context, under rcu_read_lock().
+ */
+static rx_handler_result_t mp_handle_frame(struct sk_buff **pskb)
+{
+	struct sk_buff *skb = *pskb;
+	struct mp_port *port = rcu_dereference(skb->dev->rx_handler_data);
+	struct mp_file *mf = port->mf;
+	netdev_features_t features = MP_BASE_FEATURES |
+				     READ_ONCE(mf->rx_features);
+
+	skb = skb_share_check(skb, GFP_ATOMIC);
+	if (!skb)
+		goto dropped;
+	skb_orphan(skb);
+	skb_push(skb, ETH_HLEN);
+	/* The reader sees the frame as it was on the wire. */
+	if (skb_vlan_tag_present(skb)) {
+		skb = __vlan_hwaccel_push_inside(skb);
+		if (!skb)
+			goto dropped;
+	}
+	if (netif_needs_gso(skb, features)) {
+		mp_rx_segment(mf, skb, features);
+	} else if (skb->ip_summed == CHECKSUM_PARTIAL &&
+		   !(features & NETIF_F_CSUM_MASK) && skb_checksum_help(skb)) {
+		mp_stat_add(mf, MP_RX_DROPPED, 1);
+		kfree_skb_reason(skb, SKB_DROP_REASON_SKB_CSUM);
+	} else {
+		mp_queue_rx(mf, skb);
+	}
+	mf->sk.sk_data_ready(&mf->sk);
+	return RX_HANDLER_CONSUMED;
+dropped:
+	mp_stat_add(mf, MP_RX_DROPPED, 1);
+	return RX_HANDLER_CONSUMED;
+}
+
+/* Next received frame, waiting for one unless @noblock. */
+static struct sk_buff *mp_dequeue(struct mp_file *mf, bool noblock)
+{
+	struct sk_buff_head *q = &mf->sk.sk_receive_queue;
+	struct sk_buff *skb;
+	int err;
+
+	for (;;) {
+		skb = skb_dequeue(q);
+		if (skb)
+			return skb;
+		if (READ_ONCE(mf->state) != MPASSTHRU_STATE_BOUND)
+			return ERR_PTR(mp_unbound_err(mf));
+		if (noblock)
+			return ERR_PTR(-EAGAIN);
+		err = wait_event_interruptible(*sk_sleep(&mf->sk),
+					       !skb_queue_empty_lockless(q) ||
+					       READ_ONCE(mf->state) !=
+					       MPASSTHRU_STATE_BOUND);
+		if (err)
+			return ERR_PTR(err);
+	}
+}
+
+static int mp_put_vnet_hdr(struct mp_file *mf, const struct sk_buff *skb,
+			   struct iov_iter *to, size_t hlen)
+{
+	struct virtio_net_hdr hdr;
+
+	if (virtio_net_hdr_from_skb(skb, &hdr, true, true, 0))
+		return -EINVAL;
+	if (copy_to_iter(&hdr, sizeof(hdr), to) != sizeof(hdr))
+		return -EFAULT;
+	/* The rest (num_buffers and beyond) is the reader's to fill. */
+	iov_iter_advance(to, hlen - sizeof(hdr));
+	return 0;
+}
+
+/*
+ * Copy one frame, with its header, to @to.  Returns the frame's full size
+ * (header included) and sets *@copied to what fit; a frame that does not
+ * fit is truncated and consumed all the same, as on a tap.  A buffer too
+ * short even for the header costs the frame too (-EINVAL): leaving it
+ * queued would have vhost-net retry it forever.
+ */
+static ssize_t mp_recv(struct mp_file *mf, struct iov_iter *to, bool noblock,
+		       size_t *copied)
+{
+	size_t hlen = mp_hdr_len(mf), n;
+	struct sk_buff *skb;
+	int err = -EINVAL;
+
+	skb = mp_dequeue(mf, noblock);
+	if (IS_ERR(skb))
+		return PTR_ERR(skb);
+	if (iov_iter_count(to) < hlen)
+		goto drop;
+	if (hlen) {
+		err = mp_put_vnet_hdr(mf, skb, to, hlen);
+		if (err)
+			goto drop;
+	}
+	n = min_t(size_t, skb->len, iov_iter_count(to));
+	err = skb_copy_datagram_iter(skb, 0, to, n);
+	if (err)
+		goto drop;
+	mp_stat_add(mf, MP_RX_PACKETS, 1);
+	mp_stat_add(mf, MP_RX_BYTES, skb->len);
+	mp_stat_add(mf, MP_RX_COPY_BYTES, n);
+	*copied = hlen + n;
+	n = hlen + skb->len;
+	consume_skb(skb);
+	return n;
+drop:
+	mp_stat_add(mf, MP_RX_DROPPED, 1);
+	kfree_skb(skb);
+	return err;
+}
+
+/* ---- transmit: file to device ------------------------------------------- */
+
+/* The bound device, with a reference for the caller, or an ERR_PTR(). */
+static struct net_device *mp_get_dev(struct mp_file *mf,
+				     netdevice_tracker *tracker)
+{
+	struct net_device *dev = NULL;
+	struct mp_port *port;
+
+	rcu_read_lock();
+	port = rcu_dereference(mf->port);
+	if (port) {
+		dev = port->dev;
+		netdev_hold(dev, tracker, GFP_ATOMIC);
+	}
+	rcu_read_unlock();
+	return dev ?: ERR_PTR(mp_unbound_err(mf));
+}
+
+static void mp_zc_complete(struct sk_buff *skb, struct ubuf_info *ubuf,
+			   bool success)
+{
+	struct mp_ubuf *mu = container_of(ubuf, struct mp_ubuf, ubuf);
+	struct ubuf_info *upper = mu->upper;
+	struct mp_file *mf = mu->mf;
+
+	/* Clones share the ubuf; only the last reference completes it. */
+	if (!refcount_dec_and_test(&ubuf->refcnt))
+		return;
+	atomic_long_sub(mu->npages, &mp_pinned_pages);
+	mp_stat_add(mf, MP_PINNED_PAGES, -(s64)mu->npages);
+	kfree(mu);
+	if (upper)
+		upper->ops->complete(skb, upper, success);
+	sock_put(&mf->sk);
+}
+
+/*
+ * Our ubufs only ever go on skbs we build ourselves, never onto a stream
+ * socket's, so link_skb is not needed.
+ */
+static const struct ubuf_info_ops mp_zc_ops = {
+	.complete = mp_zc_complete,
+};
+
+static struct mp_ubuf *mp_ubuf_alloc(struct mp_file *mf,
+				     struct ubuf_info *upper)
+{
+	struct mp_ubuf *mu = kzalloc(sizeof(*mu), GFP_KERNEL);
+
+	if (!mu)
+		return NULL;
+	mu->ubuf.ops = &mp_zc_ops;
+	mu->ubuf.flags = SKBFL_ZEROCOPY_FRAG;
+	refcount_set(&mu->ubuf.refcnt, 1);
+	mu->upper = upper;
+	mu->mf = mf;
+	return mu;
+}
+
+/* From here on the skb owns the pages, and its completion owns @mu. */
+static void mp_ubuf_attach(struct sk_buff *skb, struct mp_ubuf *mu)
+{
+	mu->npages = skb_shinfo(skb)->nr_frags;
+	atomic_long_add(mu->npages, &mp_pinned_pages);
+	mp_stat_add(mu->mf, MP_PINNED_PAGES, mu->npages);
+	sock_hold(&mu->mf->sk);
+	skb_zcopy_init(skb, &mu->ubuf);
+}
+
+/* Read and check the virtio-net header in front of a frame of @len. */
+static int mp_get_vnet_hdr(struct iov_iter *from, size_t hlen, size_t len,
+			   struct virtio_net_hdr *hdr)
+{
+	u16 start, off, hdr_len;
+
+	memset(hdr, 0, sizeof(*hdr));
+	if (!hlen)
+		return 0;
+	if (!copy_from_iter_full(hdr, sizeof(*hdr), from))
+		return -EFAULT;
+	iov_iter_advance(from, hlen - sizeof(*hdr));
+	start = __virtio16_to_cpu(true, hdr->csum_start);
+	off = __virtio16_to_cpu(true, hdr->csum_offset);
+	hdr_len = __virtio16_to_cpu(true, hdr->hdr_len);
+	if ((hdr->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) &&
+	    (u32)start + off + 2 > hdr_len)
+		hdr_len = start + off + 2;
+	if (hdr_len > len)
+		return -EINVAL;
+	hdr->hdr_len = __cpu_to_virtio16(true, hdr_len);
+	return 0;
+}
+
+static struct sk_buff *mp_alloc_skb(struct mp_file *mf, struct net_device *dev,
+				    size_t len, size_t linear, bool noblock)
+{
+	size_t prepad = LL_RESERVED_SPACE(dev);
+	struct sk_buff *skb;
+	int err;
+
+	skb = sock_alloc_send_pskb(&mf->sk, prepad + linear, len - linear,
+				   noblock, &err, PAGE_ALLOC_COSTLY_ORDER);
+	if (!skb)
+		return ERR_PTR(err);
+	skb_reserve(skb, prepad);
+	skb_put(skb, linear);
+	skb->data_len = len - linear;
+	skb->len += len - linear;
+	return skb;
+}
+
+/* Point the skb's headers at the Ethernet frame it carries. */
+static void mp_set_headers(struct sk_buff *skb, struct net_device *dev)
+{
+	int depth;
+
+	skb->dev = dev;
+	skb_reset_mac_header(skb);
+	skb->protocol = eth_hdr(skb)->h_proto;
+	skb_set_network_header(skb, ETH_HLEN);
+	if (eth_type_vlan(skb->protocol) &&
+	    vlan_get_protocol_and_depth(skb, skb->protocol, &depth) != 0)
+		skb_set_network_header(skb, depth);
+	skb_probe_transport_header(skb);
+}
+
+/*
+ * Build an skb for @len bytes of frame at @from: with @mu, the headers
+ * are copied and the rest of the frame stays in the caller's pages.
+ */
+static struct sk_buff *mp_build_skb(struct mp_file *mf, struct net_device *dev,
+				    struct iov_iter *from, size_t len,
+				    size_t hdr_len, struct mp_ubuf *mu,
+				    bool noblock)
+{
+	size_t linear = min_t(size_t, len, SKB_MAX_HEAD(LL_RESERVED_SPACE(dev)));
+	struct sk_buff *skb;
+	int err;
+
+	if (mu)
+		linear = min(linear, max_t(size_t, hdr_len ?: MP_COPY_HDR_LEN,
+					   ETH_HLEN));
+	else if (len + LL_RESERVED_SPACE(dev) >= PAGE_SIZE)
+		linear = min(linear, max_t(size_t, hdr_len, MP_COPY_HDR_LEN));
+	skb = mp_alloc_skb(mf, dev, mu ? linear : len, linear, noblock);
+	if (IS_ERR(skb))
+		return skb;
+	if (mu)
+		err = zerocopy_sg_from_iter(skb, from);
+	else
+		err = skb_copy_datagram_from_iter(skb, 0, from, len);
+	if (err) {
+		kfree_skb(skb);
+		return ERR_PTR(-EFAULT);
+	}
+	return skb;
+}
+
+/* Zero-copy only pays for large frames that fit the skb's fragments. */
+static bool mp_want_zcopy(struct ubuf_info *upper, struct iov_iter *from,
+			  size_t len)
+{
+	return upper && len >= MP_ZC_MIN_LEN &&
+	       iov_iter_npages(from, INT_MAX) <= MAX_SKB_FRAGS;
+}
+
+static void mp_xmit(struct mp_file *mf, struct sk_buff *skb, size_t len,
+		    bool zcopy)
+{
+	int r;
+
+	mp_stat_add(mf, MP_TX_PACKETS, 1);
+	mp_stat_add(mf, MP_TX_BYTES, len);
+	mp_stat_add(mf, zcopy ? MP_TX_ZCOPY_BYTES : MP_TX_COPY_BYTES, len);
+	r = dev_queue_xmit(skb);
+	if (r != NET_XMIT_SUCCESS && r != NET_XMIT_CN)
+		mp_stat_add(mf, MP_TX_DROPPED, 1);
+}
+
+static ssize_t mp_send_one(struct mp_file *mf, struct iov_iter *from,
+			   struct ubuf_info *upper, bool noblock)
+{
+	size_t total = iov_iter_count(from), hlen = mp_hdr_len(mf), len;
+	struct mp_ubuf *mu = NULL;
+	struct virtio_net_hdr hdr;
+	netdevice_tracker tracker;
+	struct net_device *dev;
+	struct sk_buff *skb;
+	int err;
+
+	if (total < hlen + ETH_HLEN || total - hlen > MP_MAX_FRAME)
+		return -EINVAL;
+	len = total - hlen;
+	err = mp_get_vnet_hdr(from, hlen, len, &hdr);
+	if (err)
+		return err;
+	dev = mp_get_dev(mf, &tracker);
+	if (IS_ERR(dev))
+		return PTR_ERR(dev);
+	if (mp_want_zcopy(upper, from, len))
+		mu = mp_ubuf_alloc(mf, upper);
+	skb = mp_build_skb(mf, dev, from, len,
+			   __virtio16_to_cpu(true, hdr.hdr_len), mu, noblock);
+	if (IS_ERR(skb)) {
+		err = PTR_ERR(skb);
+		goto out;
+	}
+	if (virtio_net_hdr_to_skb(skb, &hdr, true)) {
+		kfree_skb(skb);
+		err = -EINVAL;
+		goto out;
+	}
+	mp_set_headers(skb, dev);
+	if (mu) {
+		mp_ubuf_attach(skb, mu);
+		mu = NULL;
+	} else if (upper) {
+		upper->ops->complete(NULL, upper, false);
+	}
+	mp_xmit(mf, skb, len, skb_zcopy(skb));
+out:
+	kfree(mu);
+	netdev_put(dev, &tracker);
+	return err ?: total;
+}
+
+/*
+ * Send one frame (virtio-net header first, when the binding has one).
+ * With @upper, the caller's buffers may stay in the skb until @upper is
+ * completed; @upper is completed exactly once if we return success, and
+ * never if we fail.  Returns the bytes consumed.
+ */
+static ssize_t mp_send(struct mp_file *mf, struct iov_iter *from,
+		       struct ubuf_info *upper, bool noblock)
+{
+	ssize_t r = mp_send_one(mf, from, upper, noblock);
+
+	/* A full send buffer is not a drop: the caller tries again. */
+	if (r < 0 && r != -EAGAIN && r != -ERESTARTSYS)
+		mp_stat_add(mf, MP_TX_DROPPED, 1);
+	return r;
+}
+
+/* ---- the socket vhost-net uses ------------------------------------------ */
+
+static int mp_sendmsg(struct socket *sock, struct msghdr *m, size_t len)
+{
+	struct tun_msg_ctl *ctl = m->msg_control;
+	struct ubuf_info *upper = NULL;
+
+	/* Only vhost-net reaches this, with kernel pointers in msg_control. */
+	if (ctl) {
+		if (ctl->type != TUN_MSG_UBUF)
+			return -EINVAL;
+		upper = ctl->ptr;
+	}
+	return mp_send(mp_from_sock(sock), &m->msg_iter, upper,
+		       m->msg_flags & MSG_DONTWAIT);
+}
+
+static int mp_recvmsg(struct socket *sock, struct msghdr *m, size_t len,
+		      int flags)
+{
+	size_t copied = 0;
+	ssize_t r;
+
+	if (flags & ~(MSG_DONTWAIT | MSG_TRUNC))
+		return -EINVAL;
+	r = mp_recv(mp_from_sock(sock), &m->msg_iter, flags & MSG_DONTWAIT,
+		    &copied);
+	if (r < 0)
+		return r;
+	if (copied < r)
+		m->msg_flags |= MSG_TRUNC;
+	return (flags & MSG_TRUNC) ? r : copied;
+}
+
+static int mp_peek_len(struct socket *sock)
+{
+	struct sk_buff_head *q = &mp_from_sock(sock)->sk.sk_receive_queue;
+	struct sk_buff *skb;
+	unsigned long flags;
+	int len = 0;
+
+	spin_lock_irqsave(&q->lock, flags);
+	skb = skb_peek(q);
+	if (skb)
+		len = skb->len;
+	spin_unlock_irqrestore(&q->lock, flags);
+	return len;
+}
+
+static const struct proto_ops mp_socket_ops = {
+	.peek_len	= mp_peek_len,
+	.sendmsg	= mp_sendmsg,
+	.recvmsg	= mp_recvmsg,
+};
+
+static const struct file_operations mp_fops;
+
+/**
+ * mpassthru_get_socket - the socket behind an mpassthru file
+ * @file: any file
+ *
+ * For vhost-net: the socket stays valid for as long as the caller holds
+ * its reference on @file.
+ *
+ * Return: the socket, or ERR_PTR(-EINVAL) if @file is not /dev/mpassthru.
+ */
+struct socket *mpassthru_get_socket(struct file *file)
+{
+	if (file->f_op != &mp_fops)
+		return ERR_PTR(-EINVAL);
+	return &((struct mp_file *)file->private_data)->socket;
+}
+EXPORT_SYMBOL_GPL(mpassthru_get_socket);
+
+/* ---- binding ------------------------------------------------------------ */
+
+static void mp_reset_stats(struct mp_file *mf)
+{
+	unsigned int i;
+
+	for (i = 0; i < MP_NR_STATS; i++)
+		if (i != MP_PINNED_PAGES)
+			atomic64_set(&mf->stats[i], 0);
+}
+
+/* Undo the binding, if any, and leave @state behind.  RTNL held. */
+static void mp_detach(struct mp_file *mf, u32 state)
+{
+	struct mp_port *port = rtnl_dereference(mf->port);
+
+	ASSERT_RTNL();
+	if (!port)
+		return;
+	/* Waits for running handlers: nothing is queued after this. */
+	netdev_rx_handler_unregister(port->dev);
+	dev_set_promiscuity(port->dev, -1);
+	RCU_INIT_POINTER(mf->port, NULL);
+	WRITE_ONCE(mf->state, state);
+	netdev_put(port->dev, &port->tracker);
+	kfree_rcu(port, rcu);
+	skb_queue_purge(&mf->sk.sk_receive_queue);
+	/* Readers and pollers learn that the device is gone. */
+	wake_up_interruptible_poll(sk_sleep(&mf->sk),
+				   EPOLLIN | EPOLLOUT | EPOLLERR | EPOLLHUP);
+}
+
+static int mp_check_dev(const struct net_device *dev)
+{
+	if (dev->type != ARPHRD_ETHER || dev->addr_len != ETH_ALEN ||
+	    (dev->flags & IFF_LOOPBACK))
+		return -EOPNOTSUPP;
+	return 0;
+}
+
+/* Bind @name; RTNL held.  The caller's capability was checked. */
+static int mp_attach(struct mp_file *mf, const char *name, u32 flags)
+{
+	struct mp_port *port;
+	struct net_device *dev;
+	int err;
+
+	if (rtnl_dereference(mf->port))
+		return -EBUSY;
+	dev = __dev_get_by_name(sock_net(&mf->sk), name);
+	if (!dev)
+		return -ENODEV;
+	err = mp_check_dev(dev);
+	if (err)
+		return err;
+	port = kzalloc(sizeof(*port), GFP_KERNEL_ACCOUNT);
+	if (!port)
+		return -ENOMEM;
+	port->dev = dev;
+	port->mf = mf;
+	/* The guest has its own MAC address: take every frame. */
+	err = dev_set_promiscuity(dev, 1);
+	if (err)
+		goto free;
+	/* -EBUSY if another mpassthru, a bridge or a bond has the device. */
+	err = netdev_rx_handler_register(dev, mp_handle_frame, port);
+	if (err) {
+		dev_set_promiscuity(dev, -1);
+		goto free;
+	}
+	netdev_hold(dev, &port->tracker, GFP_KERNEL);
+	mp_reset_stats(mf);
+	WRITE_ONCE(mf->flags, flags);
+	mf->ifindex = dev->ifindex;
+	strscpy(mf->ifname, dev->name, sizeof(mf->ifname));
+	WRITE_ONCE(mf->state, MPASSTHRU_STATE_BOUND);
+	rcu_assign_pointer(mf->port, port);
+	return 0;
+free:
+	kfree(port);
+	return err;
+}
+
+static long mp_bind(struct mp_file *mf, void __user *argp)
+{
+	struct mpassthru_bind b;
+	int err;
+
+	if (copy_from_user(&b, argp, sizeof(b)))
+		return -EFAULT;
+	if ((b.flags & ~MPASSTHRU_BIND_FLAGS) || b.reserved)
+		return -EINVAL;
+	if (!b.ifname[0] || strnlen(b.ifname, sizeof(b.ifname)) == sizeof(b.ifname))
+		return -EINVAL;
+	/* The device belongs to the namespace the file was opened in. */
+	if (!ns_capable(sock_net(&mf->sk)->user_ns, CAP_NET_ADMIN))
+		return -EPERM;
+	rtnl_lock();
+	err = mp_attach(mf, b.ifname, b.flags);
+	rtnl_unlock();
+	return err;
+}
+
+static long mp_unbind(struct mp_file *mf)
+{
+	int err = 0;
+
+	rtnl_lock();
+	if (rtnl_dereference(mf->port))
+		mp_detach(mf, MPASSTHRU_STATE_UNBOUND);
+	else
+		err = mp_unbound_err(mf);
+	rtnl_unlock();
+	return err;
+}
+
+static void mp_fill_stats(struct mp_file *mf, struct mpassthru_stats *st)
+{
+	u64 *v = (u64 *)st;
+	unsigned int i;
+
+	BUILD_BUG_ON(sizeof(*st) != MP_NR_STATS * sizeof(u64));
+	for (i = 0; i < MP_NR_STATS; i++)
+		v[i] = atomic64_read(&mf->stats[i]);
+}
+
+static long mp_get_info(struct mp_file *mf, void __user *argp)
+{
+	struct mpassthru_info info = { };
+
+	info.state = READ_ONCE(mf->state);
+	if (info.state == MPASSTHRU_STATE_BOUND)
+		info.ifindex = mf->ifindex;
+	info.flags = mf->flags;
+	info.vnet_hdr_sz = mp_hdr_len(mf);
+	info.features = mf->offloads;
+	memcpy(info.ifname, mf->ifname, sizeof(info.ifname));
+	mp_fill_stats(mf, &info.stats);
+	return copy_to_user(argp, &info, sizeof(info)) ? -EFAULT : 0;
+}
+
+/* ---- the TUN ioctls QEMU issues on "-netdev tap,fd=N" ------------------- */
+
+/*
+ * Only ifr_name and ifr_flags are written: they sit at the same offsets
+ * in the 32-bit and the 64-bit struct ifreq, so compat needs nothing.
+ */
+static long mp_tun_get_iff(struct mp_file *mf, void __user *argp)
+{
+	struct ifreq ifr = { };
+
+	if (READ_ONCE(mf->state) != MPASSTHRU_STATE_BOUND)
+		return -EBADFD;
+	memcpy(ifr.ifr_name, mf->ifname, IFNAMSIZ);
+	ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+	if (mf->flags & MPASSTHRU_F_VNET_HDR)
+		ifr.ifr_flags |= IFF_VNET_HDR;
+	if (copy_to_user(argp, &ifr, offsetofend(struct ifreq, ifr_flags)))
+		return -EFAULT;
+	return 0;
+}
+
+static netdev_features_t mp_offloads_to_features(unsigned long arg)
+{
+	netdev_features_t f = 0;
+
+	if (!(arg & TUN_F_CSUM))
+		return 0;
+	f = NETIF_F_HW_CSUM;
+	if (arg & (TUN_F_TSO4 | TUN_F_TSO6)) {
+		if (arg & TUN_F_TSO4)
+			f |= NETIF_F_TSO;
+		if (arg & TUN_F_TSO6)
+			f |= NETIF_F_TSO6;
+		if (arg & TUN_F_TSO_ECN)
+			f |= NETIF_F_TSO_ECN;
+	}
+	if ((arg & (TUN_F_USO4 | TUN_F_USO6)) == (TUN_F_USO4 | TUN_F_USO6))
+		f |= NETIF_F_GSO_UDP_L4;
+	return f;
+}
+
+static long mp_tun_set_offload(struct mp_file *mf, unsigned long arg)
+{
+	if (arg & ~MP_OFFLOADS)
+		return -EINVAL;
+	mf->offloads = arg;
+	WRITE_ONCE(mf->rx_features, mp_offloads_to_features(arg));
+	return 0;
+}
+
+static long mp_tun_set_hdrsz(struct mp_file *mf, int __user *argp)
+{
+	int sz;
+
+	if (get_user(sz, argp))
+		return -EFAULT;
+	if (sz < (int)sizeof(struct virtio_net_hdr) || sz > MP_MAX_VNET_HDR)
+		return -EINVAL;
+	WRITE_ONCE(mf->vnet_hdr_sz, sz);
+	return 0;
+}
+
+static long mp_tun_set_sndbuf(struct mp_file *mf, int __user *argp)
+{
+	int sndbuf;
+
+	if (get_user(sndbuf, argp))
+		return -EFAULT;
+	if (sndbuf <= 0)
+		return -EINVAL;
+	WRITE_ONCE(mf->sk.sk_sndbuf, sndbuf);
+	/* A larger buffer may let a blocked writer go on. */
+	mf->sk.sk_write_space(&mf->sk);
+	return 0;
+}
+
+/* We only speak little-endian headers (VERSION_1, or a legacy LE guest). */
+static long mp_tun_set_vnet_le(int __user *argp)
+{
+	int le;
+
+	if (get_user(le, argp))
+		return -EFAULT;
+	return le || virtio_legacy_is_little_endian() ? 0 : -EINVAL;
+}
+
+static long mp_tun_ioctl(struct mp_file *mf, unsigned int cmd,
+			 unsigned long arg)
+{
+	int __user *ip = (int __user *)arg;
+
+	switch (cmd) {
+	case TUNGETIFF:
+		return mp_tun_get_iff(mf, (void __user *)arg);
+	case TUNGETFEATURES:
+		return put_user(MP_TUN_FEATURES, (unsigned int __user *)arg);
+	case TUNSETOFFLOAD:
+		return mp_tun_set_offload(mf, arg);
+	case TUNGETVNETHDRSZ:
+		return put_user(READ_ONCE(mf->vnet_hdr_sz), ip);
+	case TUNSETVNETHDRSZ:
+		return mp_tun_set_hdrsz(mf, ip);
+	case TUNGETSNDBUF:
+		return put_user(READ_ONCE(mf->sk.sk_sndbuf), ip);
+	case TUNSETSNDBUF:
+		return mp_tun_set_sndbuf(mf, ip);
+	case TUNGETVNETLE:
+		return put_user(1, ip);
+	case TUNSETVNETLE:
+		return mp_tun_set_vnet_le(ip);
+	default:
+		return -ENOTTY;
+	}
+}
+
+/* ---- file operations ---------------------------------------------------- */
+
+static long mp_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
+{
+	struct mp_file *mf = file->private_data;
+	void __user *argp = (void __user *)arg;
+	long r;
+
+	mutex_lock(&mf->lock);
+	switch (cmd) {
+	case MPASSTHRU_BIND:
+		r = mp_bind(mf, argp);
+		break;
+	case MPASSTHRU_UNBIND:
+		r = mp_unbind(mf);
+		break;
+	case MPASSTHRU_GET_INFO:
+		r = mp_get_info(mf, argp);
+		break;
+	default:
+		r = mp_tun_ioctl(mf, cmd, arg);
+		break;
+	}
+	mutex_unlock(&mf->lock);
+	return r;
+}
+
+static bool mp_noblock(const struct kiocb *iocb)
+{
+	return (iocb->ki_filp->f_flags & O_NONBLOCK) ||
+	       (iocb->ki_flags & IOCB_NOWAIT);
+}
+
+static ssize_t mp_read_iter(struct kiocb *iocb, struct iov_iter *to)
+{
+	struct mp_file *mf = iocb->ki_filp->private_data;
+	size_t copied = 0;
+	ssize_t r;
+
+	r = mp_recv(mf, to, mp_noblock(iocb), &copied);
+	return r < 0 ? r : copied;
+}
+
+static ssize_t mp_write_iter(struct kiocb *iocb, struct iov_iter *from)
+{
+	struct mp_file *mf = iocb->ki_filp->private_data;
+
+	/* A write() returns before the device is done: always copy. */
+	return mp_send(mf, from, NULL, mp_noblock(iocb));
+}
+
+static __poll_t mp_poll(struct file *file, poll_table *wait)
+{
+	struct mp_file *mf = file->private_data;
+	struct sock *sk = &mf->sk;
+	__poll_t mask = 0;
+
+	poll_wait(file, sk_sleep(sk), wait);
+	if (!skb_queue_empty_lockless(&sk->sk_receive_queue))
+		mask |= EPOLLIN | EPOLLRDNORM;
+	if (READ_ONCE(mf->state) != MPASSTHRU_STATE_BOUND)
+		return mask | EPOLLERR | EPOLLHUP;
+	if (sock_writeable(sk))
+		mask |= EPOLLOUT | EPOLLWRNORM;
+	return mask;
+}
+
+static int mp_open(struct inode *inode, struct file *file)
+{
+	struct mp_file *mf;
+
+	mf = (struct mp_file *)sk_alloc(current->nsproxy->net_ns, AF_UNSPEC,
+					GFP_KERNEL, &mp_proto, 0);
+	if (!mf)
+		return -ENOMEM;
+	RCU_INIT_POINTER(mf->port, NULL);
+	mf->state = MPASSTHRU_STATE_UNBOUND;
+	mf->flags = 0;
+	mf->vnet_hdr_sz = sizeof(struct virtio_net_hdr);
+	mf->offloads = 0;
+	mf->rx_features = 0;
+	mf->ifindex = 0;
+	memset(mf->ifname, 0, sizeof(mf->ifname));
+	memset(mf->stats, 0, sizeof(mf->stats));
+	mutex_init(&mf->lock);
+	init_waitqueue_head(&mf->socket.wq.wait);
+	mf->socket.file = file;
+	mf->socket.ops = &mp_socket_ops;
+	sock_init_data_uid(&mf->socket, &mf->sk, current_fsuid());
+	/* As a tap: unlimited until the owner says otherwise. */
+	mf->sk.sk_sndbuf = INT_MAX;
+	sock_set_flag(&mf->sk, SOCK_ZEROCOPY);
+	file->private_data = mf;
+	mutex_lock(&mp_files_lock);
+	list_add_tail(&mf->node, &mp_files);
+	mutex_unlock(&mp_files_lock);
+	return stream_open(inode, file);
+}
+
+static int mp_release(struct inode *inode, struct file *file)
+{
+	struct mp_file *mf = file->private_data;
+
+	mutex_lock(&mp_files_lock);
+	list_del(&mf->node);
+	mutex_unlock(&mp_files_lock);
+	rtnl_lock();
+	mp_detach(mf, MPASSTHRU_STATE_UNBOUND);
+	rtnl_unlock();
+	skb_queue_purge(&mf->sk.sk_receive_queue);
+	mutex_destroy(&mf->lock);
+	/* Frames still in flight hold the socket until they complete. */
+	sock_put(&mf->sk);
+	return 0;
+}
+
+static const struct file_operations mp_fops = {
+	.owner		= THIS_MODULE,
+	.open		= mp_open,
+	.release	= mp_release,
+	.read_iter	= mp_read_iter,
+	.write_iter	= mp_write_iter,
+	.poll		= mp_poll,
+	.unlocked_ioctl	= mp_ioctl,
+	.compat_ioctl	= compat_ptr_ioctl,
+};
+
+static struct miscdevice mp_misc = {
+	.minor	= MISC_DYNAMIC_MINOR,
+	.name	= "mpassthru",
+	.fops	= &mp_fops,
+	.mode	= 0600,
+};
+
+/* ---- device unregistration ---------------------------------------------- */
+
+static int mp_netdev_event(struct notifier_block *nb, unsigned long event,
+			   void *ptr)
+{
+	struct net_device *dev = netdev_notifier_info_to_dev(ptr);
+	struct mp_port *port;
+
+	if (event != NETDEV_UNREGISTER ||
+	    rcu_access_pointer(dev->rx_handler) != mp_handle_frame)
+		return NOTIFY_DONE;
+	port = rtnl_dereference(dev->rx_handler_data);
+	pr_info("%s is going away: binding torn down\n", dev->name);
+	mp_detach(port->mf, MPASSTHRU_STATE_GONE);
+	return NOTIFY_OK;
+}
+
+static struct notifier_block mp_notifier = {
+	.notifier_call = mp_netdev_event,
+};
+
+/* ---- debugfs ------------------------------------------------------------ */
+
+static const char * const mp_stat_names[MP_NR_STATS] = {
+	"rx_packets", "rx_bytes", "rx_zcopy_bytes", "rx_copy_bytes",
+	"rx_dropped", "tx_packets", "tx_bytes", "tx_zcopy_bytes",
+	"tx_copy_bytes", "tx_dropped", "pinned_pages",
+};
+
+static int mp_bindings_show(struct seq_file *s, void *unused)
+{
+	struct mp_file *mf;
+	unsigned int i;
+
+	seq_printf(s, "pinned_pages %ld\n", atomic_long_read(&mp_pinned_pages));
+	mutex_lock(&mp_files_lock);
+	list_for_each_entry(mf, &mp_files, node) {
+		seq_printf(s, "file %s state %u", mf->ifname,
+			   READ_ONCE(mf->state));
+		for (i = 0; i < MP_NR_STATS; i++)
+			seq_printf(s, " %s %lld", mp_stat_names[i],
+				   (s64)atomic64_read(&mf->stats[i]));
+		seq_putc(s, '\n');
+	}
+	mutex_unlock(&mp_files_lock);
+	return 0;
+}
+DEFINE_SHOW_ATTRIBUTE(mp_bindings);
+
+static int mp_pinned_get(void *data, u64 *val)
+{
+	*val = atomic_long_read(&mp_pinned_pages);
+	return 0;
+}
+DEFINE_DEBUGFS_ATTRIBUTE(mp_pinned_fops, mp_pinned_get, NULL, "%llu\n");
+
+static void mp_debugfs_init(void)
+{
+	mp_dbg_root = debugfs_create_dir("mpassthru", NULL);
+	debugfs_create_file("bindings", 0444, mp_dbg_root, NULL,
+			    &mp_bindings_fops);
+	debugfs_create_file_unsafe("pinned_pages", 0444, mp_dbg_root, NULL,
+				   &mp_pinned_fops);
+}
+
+static int __init mp_init(void)
+{
+	int r;
+
+	r = register_netdevice_notifier(&mp_notifier);
+	if (r)
+		return r;
+	r = misc_register(&mp_misc);
+	if (r) {
+		unregister_netdevice_notifier(&mp_notifier);
+		return r;
+	}
+	mp_debugfs_init();
+	return 0;
+}
+module_init(mp_init);
+
+static void __exit mp_exit(void)
+{
+	debugfs_remove(mp_dbg_root);
+	misc_deregister(&mp_misc);
+	unregister_netdevice_notifier(&mp_notifier);
+	/* kfree_rcu() of the last ports. */
+	rcu_barrier();
+}
+module_exit(mp_exit);
+
+MODULE_LICENSE("GPL");
+MODULE_DESCRIPTION("mpassthru: a host Ethernet device bound to one guest");
