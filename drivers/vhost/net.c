@@ -4,8 +4,8 @@
  *
  * Each open file is one queue pair: ring 0 receives (socket to guest),
  * ring 1 transmits (guest to socket).  The backend socket comes from a tap
- * or macvtap file, an AF_PACKET raw socket, or any device that provides a
- * struct vmp_net_probe.
+ * or macvtap file, an mpassthru file, an AF_PACKET raw socket, or any
+ * device that provides a struct vmp_net_probe.
  *
  * Transmit to a tap or macvtap: packets that fit in a page are copied into
  * page fragments and handed over in batches (one sendmsg() for up to
@@ -28,6 +28,7 @@
 #include <linux/if_vlan.h>
 #include <linux/miscdevice.h>
 #include <linux/module.h>
+#include <linux/mpassthru.h>
 #include <linux/net.h>
 #include <linux/nospec.h>
 #include <linux/ptr_ring.h>
@@ -266,6 +267,8 @@ static const struct vmp_net_probe vmp_net_probes[] = {
 	{ .name = "macvtap", .get_socket = tap_get_socket,
 	  .get_ring = tap_get_ptr_ring,
 	  .flags = VMP_BACKEND_UBUF | VMP_BACKEND_XDP },
+	{ .name = "mpassthru", .get_socket = mpassthru_get_socket,
+	  .flags = VMP_BACKEND_UBUF },
 	{ .name = "packet", .get_socket = vmp_packet_socket },
 };
 
