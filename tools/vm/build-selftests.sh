@@ -14,6 +14,10 @@ mkdir -p "$out/selftests"
 make -s -C "$tree/tools/testing/selftests/vhost" OUTPUT="$out/selftests" \
 	KHDR_INCLUDES="-isystem $out/usr/include"
 
+# The launcher users run (tools/mpassthru), for the VM's end-to-end tests.
+gcc -static -O2 -Wall -Werror -isystem "$out/usr/include" \
+	-o "$out/selftests/mpassthru-run" "$REPO/tools/mpassthru/mpassthru-run.c"
+
 mkdir -p "$out/harness-test"
 rsync -rc "$REPO/tools/vm/harness-test/" "$out/harness-test/"
 make -s -C "$out" M="$out/harness-test" modules
