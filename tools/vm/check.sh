@@ -55,12 +55,14 @@ import_tap() {
 	done < "$file"
 }
 
-# run_suite SUITE CFG: boot, import its TAP, and judge the run itself.
+# run_suite SUITE CFG [RUN-VM OPTION...]: boot, import its TAP, and judge
+# the run itself.
 run_suite() {
 	local suite=$1 cfg=$2 dir="$RUNS/$1" rc=0 t0
+	shift 2
 	rm -rf "$dir"
 	t0=$(date +%s)
-	"$REPO/tools/vm/run-vm.sh" -q -o "$dir" \
+	"$REPO/tools/vm/run-vm.sh" -q -o "$dir" "$@" \
 		-k "$(out_dir "$cfg")/arch/x86/boot/bzImage" \
 		-i "$CACHE/initramfs-$cfg.cpio.gz" "$suite" 2> "$dir.err" || rc=$?
 	import_tap "$dir/tap.log"
@@ -106,7 +108,7 @@ checkpatch() {
 	tree=$(tree_dir)
 	mapfile -t files < <(cd "$REPO" && git ls-files -co --exclude-standard \
 		'drivers/*.[ch]' 'include/*.h' 'tools/testing/selftests/vhost/*.c' \
-		'tools/vm/*.c' 2>/dev/null)
+		'tools/vm/*.c' 'tools/mpassthru/*.c' 2>/dev/null)
 	if [ "${#files[@]}" = 0 ]; then
 		result skip "checkpatch --strict on our sources" "no sources"
 		return
@@ -156,5 +158,7 @@ out_of_tree_modules
 for suite in basic sim e2e; do
 	run_suite "$suite" test
 done
+# Two extra virtio-net NICs on one QEMU hub: one bound, one its peer.
+run_suite mpassthru test -n
 harness_selftest
 finish

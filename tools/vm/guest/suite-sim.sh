@@ -50,7 +50,9 @@ for impl in ours reference; do
 	fi
 	check "load $impl vhost_net" load_vhost "$impl" || continue
 	export VHOST_IMPL=$impl
-	run_prog "vhost_net_sim ($impl)" /selftests/vhost_net_sim
+	# The mpassthru backend needs the hub NICs: the mpassthru suite.
+	run_prog "vhost_net_sim ($impl)" /selftests/vhost_net_sim \
+		-V mpassthru_mrg_evidx_indirect -V mpassthru_big_flags_direct
 	check "unload $impl vhost_net" unload_vhost
 done
 

@@ -26,23 +26,6 @@ worker_wakeup_list() {
 	done
 }
 
-# iperf3 DIRECTION_FLAG NAME: one run from L1; received bytes in $BYTES.
-run_iperf() {
-	local flag=$1 name=$2 out=/tmp/iperf3.out
-	BYTES=0
-	if ! timeout $((SECS + 60)) chroot "$HOSTROOT" /usr/bin/iperf3 -c $L2_ADDR \
-		-t $SECS -P $STREAMS $flag -f m > $out 2>&1; then
-		sed 's/^/# /' $out | tail -n 8
-		fail "iperf3 $name"
-		return 1
-	fi
-	grep -E 'receiver' $out | tail -n 1 | sed 's/^/# /'
-	BYTES=$(grep -E 'receiver' $out | tail -n 1 |
-		awk '{ for (i = 1; i < NF; i++) if ($(i + 1) == "MBytes") print int($i * 1048576);
-		       else if ($(i + 1) == "GBytes") print int($i * 1073741824) }' | head -n 1)
-	check "iperf3 $name: data received" [ "${BYTES:-0}" -gt 0 ]
-}
-
 # Sum of one counter over the debugfs stats of this QEMU's vhost-net
 # devices (ours only): the proof that our worker moved the bytes.
 our_counter() {

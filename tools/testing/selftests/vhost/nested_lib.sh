@@ -97,3 +97,25 @@ worker_wakeups() {
 worker_cpu_ticks() {
 	awk '{ print $14 + $15 }' "/proc/$QEMU_PID/task/$1/stat"
 }
+
+# run_iperf FLAG NAME [PREFIX...]: an iperf3 client to L2 for $SECS
+# seconds with ${STREAMS:-1} streams, started through PREFIX (for
+# instance "ip netns exec NS"); one TAP line, and $BYTES set to what the
+# receiving side counted.
+run_iperf() {
+	local flag=$1 name=$2 out=/tmp/iperf3.out
+	shift 2
+	BYTES=0
+	# shellcheck disable=SC2086 # $flag is empty or one option
+	if ! timeout $((SECS + 60)) chroot "$HOSTROOT" "$@" /usr/bin/iperf3 \
+		-c $L2_ADDR -t "$SECS" -P "${STREAMS:-1}" $flag -f m > $out 2>&1; then
+		sed 's/^/# /' $out | tail -n 8
+		fail "iperf3 $name"
+		return 1
+	fi
+	grep -E 'receiver' $out | tail -n 1 | sed 's/^/# /'
+	BYTES=$(grep -E 'receiver' $out | tail -n 1 |
+		awk '{ for (i = 1; i < NF; i++) if ($(i + 1) == "MBytes") print int($i * 1048576);
+		       else if ($(i + 1) == "GBytes") print int($i * 1073741824) }' | head -n 1)
+	check "iperf3 $name: data received" [ "${BYTES:-0}" -gt 0 ]
+}

@@ -26,6 +26,7 @@
 #include <linux/if_ether.h>
 #include <linux/if_packet.h>
 #include <linux/if_tun.h>
+#include <linux/mpassthru.h>
 #include <linux/virtio_net.h>
 
 /* The header every test negotiates: VERSION_1 (or MRG_RXBUF) layout. */
@@ -125,6 +126,28 @@ static inline int simnet_macvtap_open(const char *name, int *ifindex)
 	if (fd < 0)
 		return -1;
 	if (ioctl(fd, TUNSETVNETHDRSZ, &hdr_sz) < 0 ||
+	    ioctl(fd, TUNSETOFFLOAD, SIMNET_OFFLOADS) < 0)
+		return simnet_fail(fd);
+	return fd;
+}
+
+/*
+ * Open /dev/mpassthru and bind @name to it (brought up first), with a
+ * SIMNET_HDR_LEN vnet header and SIMNET_OFFLOADS, as mpassthru-run does.
+ */
+static inline int simnet_mpassthru_open(const char *name, int *ifindex)
+{
+	struct mpassthru_bind b = { .flags = MPASSTHRU_F_VNET_HDR };
+	int hdr_sz = SIMNET_HDR_LEN, fd;
+
+	if (simnet_if_up(name, ifindex))
+		return -1;
+	fd = open("/dev/mpassthru", O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	snprintf(b.ifname, sizeof(b.ifname), "%s", name);
+	if (ioctl(fd, MPASSTHRU_BIND, &b) < 0 ||
+	    ioctl(fd, TUNSETVNETHDRSZ, &hdr_sz) < 0 ||
 	    ioctl(fd, TUNSETOFFLOAD, SIMNET_OFFLOADS) < 0)
 		return simnet_fail(fd);
 	return fd;

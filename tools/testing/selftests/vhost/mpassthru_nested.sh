@@ -1,0 +1,125 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
+# End to end through mpassthru: mpassthru-run binds NIC $1 and starts the
+# host's unmodified QEMU with "-netdev tap,fd=3,vhost=on,vhostfd=4" (then
+# with vhost=off, where QEMU reads and writes the descriptor itself), and
+# an unmodified Linux guest talks to a peer in network namespace $2 on
+# the other NIC of the hub ($3): ping both ways, iperf3 both ways counted by
+# mpassthru, and QEMU killed with SIGKILL in the middle of a stream.
+# Our vhost_net and mpassthru must be loaded.
+. "$(dirname "$0")/vm_lib.sh"
+. "$(dirname "$0")/nested_lib.sh"
+
+bound=${1:?usage: mpassthru_nested.sh NIC NETNS PEER}
+ns=${2:?usage: mpassthru_nested.sh NIC NETNS PEER}
+peer=${3:?usage: mpassthru_nested.sh NIC NETNS PEER}
+SECS=5
+BINDINGS=/sys/kernel/debug/mpassthru/bindings
+
+nsx() { in_host /usr/sbin/ip netns exec "$ns" "$@"; }
+
+# start_mp_l2 on|off: L2 on the bound NIC; $QEMU_PID is QEMU itself.
+start_mp_l2() {
+	local netdev="tap,id=n0,fd=3" run=""
+	if [ "$1" = on ]; then
+		netdev="$netdev,vhost=on,vhostfd=4"
+	else
+		netdev="$netdev,vhost=off"
+		run=--no-vhost
+	fi
+	mkdir -p "$HOSTROOT/tmp/l2"
+	cp /l2/bzImage /l2/initramfs.cpio.gz "$HOSTROOT/tmp/l2/"
+	: > "$L2_LOG"
+	# shellcheck disable=SC2086 # $run is empty or one option
+	(exec /selftests/mpassthru-run $run "$bound" -- \
+		chroot "$HOSTROOT" env TMPDIR=/tmp PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+		qemu-system-x86_64 -accel tcg -m 256 -smp 1 -nodefaults \
+		-display none -no-reboot \
+		-kernel /tmp/l2/bzImage -initrd /tmp/l2/initramfs.cpio.gz \
+		-append "console=ttyS0 panic=-1 quiet l2.iperf=1" \
+		-serial file:/tmp/l2.log \
+		-virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
+		-netdev "$netdev" -device virtio-net-pci,netdev=n0,mac=52:54:00:12:34:56 \
+		< /dev/null > "$HOSTROOT/tmp/qemu-l2.out" 2>&1) &
+	QEMU_PID=$!
+}
+
+boot_mp_l2() {
+	start_mp_l2 "$1"
+	wait_for 420 sh -c "grep -q L2-PING- $L2_LOG || [ ! -d /proc/$QEMU_PID ]"
+	if ! grep -q 'L2-PING-' "$L2_LOG"; then
+		fail "L2 guest booted on $bound (vhost=$1)"
+		sed 's/^/# qemu: /' "$HOSTROOT/tmp/qemu-l2.out"
+		sed 's/^/# l2: /' "$L2_LOG" | tail -n 20
+		stop_l2
+		return 1
+	fi
+	pass "L2 guest booted on $bound (vhost=$1)"
+	if ! grep -q 'L2-PING-OK' "$L2_LOG"; then
+		sed 's/^/# l2: /' "$L2_LOG" | tail -n 12
+		fail "L2 pings the peer through mpassthru"
+		return 0
+	fi
+	pass "L2 pings the peer through mpassthru"
+}
+
+# One counter of this binding from debugfs.
+mp_counter() {
+	awk -v k="$1" -v d="$bound" '$1 == "file" && $2 == d {
+		for (i = 3; i < NF; i++) if ($i == k) print $(i + 1) }' $BINDINGS
+}
+
+# counted_iperf FLAG NAME COUNTER: mpassthru counted what iperf3 received.
+counted_iperf() {
+	local c0 c1
+	c0=$(mp_counter "$3")
+	run_iperf "$1" "$2" /usr/sbin/ip netns exec "$ns" || return
+	c1=$(mp_counter "$3")
+	note "$3: $c0 -> $c1, iperf3 received $BYTES bytes"
+	check "$2: mpassthru $3 counted all bytes" [ $((c1 - c0)) -ge "$BYTES" ]
+}
+
+nic_free() {
+	/selftests/mpassthru-run --no-vhost "$bound" -- true
+}
+
+group "nested guest on mpassthru, vhost=on"
+check "peer has the guest's subnet" \
+	in_host /usr/sbin/ip -n "$ns" addr add $L1_ADDR/24 dev "$peer"
+if boot_mp_l2 on; then
+	check "peer pings L2 (10 echo requests)" \
+		nsx /usr/bin/ping -c 10 -W 5 -w 60 -q $L2_ADDR
+	tid=$(worker_tids | head -n 1)
+	check "vhost worker thread vhost-$QEMU_PID exists" [ -n "$tid" ]
+	w0=$(worker_wakeups "$tid" 2>/dev/null || echo 0)
+	counted_iperf "" "peer to guest" rx_bytes
+	counted_iperf -R "guest to peer" tx_bytes
+	w1=$(worker_wakeups "$tid" 2>/dev/null || echo 0)
+	note "vhost worker wakeups $w0 -> $w1"
+	check "the vhost worker carried the streams" [ $((w1 - w0)) -ge 100 ]
+	note "$(grep "file $bound " $BINDINGS)"
+	check "guest pages went to the NIC without a copy (tx_zcopy_bytes > 0)" \
+		[ "$(mp_counter tx_zcopy_bytes)" -gt 0 ]
+
+	# SIGKILL in the middle of a stream: the binding ends with the fd.
+	in_host_bg /usr/sbin/ip netns exec "$ns" /usr/bin/iperf3 -c $L2_ADDR -t 60 -R
+	iperf_pid=$!
+	sleep 6
+	kill -9 "$QEMU_PID"
+	check "QEMU killed mid-stream exited" wait_for 30 sh -c "[ ! -d /proc/$QEMU_PID ]"
+	wait "$QEMU_PID" 2>/dev/null
+	kill "$iperf_pid" 2>/dev/null
+	wait "$iperf_pid" 2>/dev/null
+	check "the NIC is free again after SIGKILL" nic_free
+fi
+
+group "nested guest on mpassthru, vhost=off"
+if boot_mp_l2 off; then
+	check "peer pings L2 through QEMU's own reads and writes" \
+		nsx /usr/bin/ping -c 5 -W 5 -w 60 -q $L2_ADDR
+	check "no vhost worker with vhost=off" [ -z "$(worker_tids)" ]
+	stop_l2
+	check "QEMU exited" wait_for 30 sh -c "[ ! -d /proc/$QEMU_PID ]"
+	check "the NIC is free again after QEMU exited" nic_free
+fi
+exit $FAILED
