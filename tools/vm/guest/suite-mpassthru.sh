@@ -136,6 +136,19 @@ check "ip link del of a bound NIC during traffic: ENODEV" \
 	load_gone mpv0 mpv1 hip link del mpv0
 check "no page pinned after ip link del" no_pages_pinned
 
+# Another namespace is another host stack: the binding ends there too.
+netns_move() {
+	hip netns add mpaway &&
+	hip link set mpv0 netns mpaway
+}
+
+check "veth pair mpv0/mpv1 again" veth_up
+check "moving a bound NIC to another netns during traffic: ENODEV" \
+	load_gone mpv0 mpv1 netns_move
+check "no page pinned after the move" no_pages_pinned
+check "clean up the moved NIC" sh -c \
+	"chroot $HOSTROOT /usr/sbin/ip netns del mpaway"
+
 group "host stack locked out of a bound NIC"
 check "NICs ready for IP" nics_up
 check "peer $PEER in netns mppeer" peer_to_netns
