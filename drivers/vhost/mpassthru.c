@@ -978,15 +978,8 @@ static int mp_open(struct inode *inode, struct file *file)
 					GFP_KERNEL, &mp_proto, 0);
 	if (!mf)
 		return -ENOMEM;
-	RCU_INIT_POINTER(mf->port, NULL);
-	mf->state = MPASSTHRU_STATE_UNBOUND;
-	mf->flags = 0;
+	/* sk_alloc() zeroed all of it: unbound, no flags, no counters. */
 	mf->vnet_hdr_sz = sizeof(struct virtio_net_hdr);
-	mf->offloads = 0;
-	mf->rx_features = 0;
-	mf->ifindex = 0;
-	memset(mf->ifname, 0, sizeof(mf->ifname));
-	memset(mf->stats, 0, sizeof(mf->stats));
 	mutex_init(&mf->lock);
 	init_waitqueue_head(&mf->socket.wq.wait);
 	mf->socket.file = file;
@@ -1010,9 +1003,9 @@ static int mp_release(struct inode *inode, struct file *file)
 	list_del(&mf->node);
 	mutex_unlock(&mp_files_lock);
 	rtnl_lock();
+	/* Purges the receive queue: only a bound file can have one. */
 	mp_detach(mf, MPASSTHRU_STATE_UNBOUND);
 	rtnl_unlock();
-	skb_queue_purge(&mf->sk.sk_receive_queue);
 	mutex_destroy(&mf->lock);
 	/* Frames still in flight hold the socket until they complete. */
 	sock_put(&mf->sk);
