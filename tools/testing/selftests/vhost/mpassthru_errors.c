@@ -338,13 +338,42 @@ static ssize_t write_frame(int fd, uint32_t seq, size_t len)
 	return writev(fd, iov, 2);
 }
 
+/*
+ * Read what @fd has (waiting up to @ms for the first frame): each of our
+ * frames, found @off bytes in (after the virtio-net header of the
+ * mpassthru file, or none on the peer's socket), must be frame *@next
+ * from @src to @dst, intact.  Anything else on the wire is skipped.
+ * Stops once *@next reaches NFRAMES.
+ */
+static void take_frames(struct __test_metadata *_metadata, int fd, size_t off,
+			const uint8_t *dst, const uint8_t *src, uint8_t *buf,
+			size_t size, uint32_t *next, int ms)
+{
+	const struct virtio_net_hdr_v1 *h = (void *)buf;
+	ssize_t n;
+
+	while (*next < NFRAMES && mpt_wait_in(fd, ms)) {
+		n = read(fd, buf, size);
+		ASSERT_LT((ssize_t)off, n);
+		if (mpt_seq(buf + off, n - off) < 0)
+			continue;
+		if (off)
+			EXPECT_EQ(VIRTIO_NET_HDR_GSO_NONE, h->gso_type);
+		ASSERT_EQ(*next, mpt_seq(buf + off, n - off));
+		ASSERT_TRUE(mpt_check(buf + off, n - off, *next,
+				      mpt_frame_len(*next), dst, src)) {
+			TH_LOG("frame %u differs", *next);
+		}
+		++*next;
+	}
+}
+
 /* Guest to wire: every frame written arrives on the peer, intact. */
 TEST_F(tapfd, write_frames_arrive)
 {
 	struct mpassthru_info info;
 	unsigned long bytes = 0;
 	uint32_t seq, next = 0;
-	ssize_t n;
 
 	if (self->fd < 0)
 		return;
@@ -354,19 +383,9 @@ TEST_F(tapfd, write_frames_arrive)
 		ASSERT_EQ((ssize_t)(HDR_LEN + len), write_frame(self->fd, seq, len));
 		bytes += len;
 		/* Read as we go: the hub does not queue much. */
-		while (mpt_wait_in(self->peer, seq + 1 == NFRAMES ? WAIT_MS : 0)) {
-			n = recv(self->peer, self->buf, sizeof(self->buf), 0);
-			ASSERT_LT(0, n);
-			if (mpt_seq(self->buf, n) < 0)
-				continue;
-			ASSERT_EQ(next, mpt_seq(self->buf, n));
-			ASSERT_TRUE(mpt_check(self->buf, n, next, mpt_frame_len(next),
-					      mpt_mac_peer, mpt_mac_guest)) {
-				TH_LOG("frame %u differs", next);
-			}
-			if (++next == NFRAMES)
-				break;
-		}
+		take_frames(_metadata, self->peer, 0, mpt_mac_peer, mpt_mac_guest,
+			    self->buf, sizeof(self->buf), &next,
+			    seq + 1 == NFRAMES ? WAIT_MS : 0);
 	}
 	EXPECT_EQ(NFRAMES, next);
 	ASSERT_EQ(0, mpt_info(self->fd, &info));
@@ -380,45 +399,21 @@ TEST_F(tapfd, write_frames_arrive)
 /* Wire to guest: every frame sent on the peer is read, intact. */
 TEST_F(tapfd, read_frames_arrive)
 {
-	struct sockaddr_ll sll = {
-		.sll_family = AF_PACKET,
-		.sll_ifindex = self->ifindex,
-		.sll_halen = 6,
-	};
-	struct virtio_net_hdr_v1 *h = (void *)self->buf;
 	struct mpassthru_info info;
-	uint8_t f[MPT_MAX_FRAME];
 	uint32_t seq, next = 0;
-	ssize_t n;
 
 	if (self->fd < 0)
 		return;
-	memcpy(sll.sll_addr, mpt_mac_guest, 6);
 	fcntl(self->fd, F_SETFL, O_NONBLOCK);
 	EXPECT_EQ(-1, read(self->fd, self->buf, sizeof(self->buf)));
 	EXPECT_EQ(EAGAIN, errno);
 	for (seq = 0; seq < NFRAMES; seq++) {
 		size_t len = mpt_frame_len(seq);
 
-		mpt_build(f, len, seq, mpt_mac_guest, mpt_mac_peer);
-		ASSERT_EQ((ssize_t)len, sendto(self->peer, f, len, 0,
-					       (struct sockaddr *)&sll,
-					       sizeof(sll)));
-		while (mpt_wait_in(self->fd, seq + 1 == NFRAMES ? WAIT_MS : 0)) {
-			n = read(self->fd, self->buf, sizeof(self->buf));
-			ASSERT_LT((ssize_t)HDR_LEN, n);
-			if (mpt_seq(self->buf + HDR_LEN, n - HDR_LEN) < 0)
-				continue;
-			EXPECT_EQ(VIRTIO_NET_HDR_GSO_NONE, h->gso_type);
-			ASSERT_EQ(next, mpt_seq(self->buf + HDR_LEN, n - HDR_LEN));
-			ASSERT_TRUE(mpt_check(self->buf + HDR_LEN, n - HDR_LEN, next,
-					      mpt_frame_len(next), mpt_mac_guest,
-					      mpt_mac_peer)) {
-				TH_LOG("frame %u differs", next);
-			}
-			if (++next == NFRAMES)
-				break;
-		}
+		ASSERT_EQ((ssize_t)len, mpt_inject(self->peer, self->ifindex, seq, len));
+		take_frames(_metadata, self->fd, HDR_LEN, mpt_mac_guest,
+			    mpt_mac_peer, self->buf, sizeof(self->buf), &next,
+			    seq + 1 == NFRAMES ? WAIT_MS : 0);
 	}
 	EXPECT_EQ(NFRAMES, next);
 	ASSERT_EQ(0, mpt_info(self->fd, &info));
@@ -481,22 +476,6 @@ TEST_F(tapfd, write_bad_frames)
 	EXPECT_EQ(6ULL, info.stats.tx_dropped);
 }
 
-static void inject(struct __test_metadata *_metadata, int peer, int ifindex,
-		   uint32_t seq, size_t len)
-{
-	struct sockaddr_ll sll = {
-		.sll_family = AF_PACKET,
-		.sll_ifindex = ifindex,
-		.sll_halen = 6,
-	};
-	uint8_t f[MPT_MAX_FRAME];
-
-	memcpy(sll.sll_addr, mpt_mac_guest, 6);
-	mpt_build(f, len, seq, mpt_mac_guest, mpt_mac_peer);
-	ASSERT_EQ((ssize_t)len, sendto(peer, f, len, 0, (struct sockaddr *)&sll,
-				       sizeof(sll)));
-}
-
 /*
  * A buffer smaller than the frame truncates it, as on a tap; one too small
  * for the header costs the frame (EINVAL) and counts it as dropped.
@@ -509,14 +488,14 @@ TEST_F(tapfd, short_reads)
 
 	if (self->fd < 0)
 		return;
-	inject(_metadata, self->peer, self->ifindex, 3, 1000);
+	ASSERT_EQ(1000, mpt_inject(self->peer, self->ifindex, 3, 1000));
 	ASSERT_TRUE(mpt_wait_in(self->fd, WAIT_MS));
 	n = read(self->fd, self->buf, HDR_LEN + 100);
 	EXPECT_EQ((ssize_t)(HDR_LEN + 100), n);
 	mpt_build(f, 1000, 3, mpt_mac_guest, mpt_mac_peer);
 	EXPECT_EQ(0, memcmp(self->buf + HDR_LEN, f, 100));
 
-	inject(_metadata, self->peer, self->ifindex, 4, 1000);
+	ASSERT_EQ(1000, mpt_inject(self->peer, self->ifindex, 4, 1000));
 	ASSERT_TRUE(mpt_wait_in(self->fd, WAIT_MS));
 	EXPECT_EQ(-1, read(self->fd, self->buf, HDR_LEN - 1));
 	EXPECT_EQ(EINVAL, errno);

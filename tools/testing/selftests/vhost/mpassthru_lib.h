@@ -106,6 +106,21 @@ static inline int mpt_peer_socket(int ifindex)
 	return fd;
 }
 
+/* The peer (@fd, on @ifindex) sends frame @seq of @len bytes to the guest. */
+static inline ssize_t mpt_inject(int fd, int ifindex, uint32_t seq, size_t len)
+{
+	struct sockaddr_ll sll = {
+		.sll_family = AF_PACKET,
+		.sll_ifindex = ifindex,
+		.sll_halen = 6,
+	};
+	uint8_t f[MPT_MAX_FRAME];
+
+	memcpy(sll.sll_addr, mpt_mac_guest, 6);
+	mpt_build(f, len, seq, mpt_mac_guest, mpt_mac_peer);
+	return sendto(fd, f, len, 0, (struct sockaddr *)&sll, sizeof(sll));
+}
+
 /* Wait up to @ms for @fd to become readable. */
 static inline bool mpt_wait_in(int fd, int ms)
 {

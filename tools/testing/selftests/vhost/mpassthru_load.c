@@ -92,20 +92,10 @@ static void *writer(void *arg)
 static void *injector(void *arg)
 {
 	struct load *l = arg;
-	struct sockaddr_ll sll = {
-		.sll_family = AF_PACKET,
-		.sll_ifindex = l->peer_ifindex,
-		.sll_halen = 6,
-	};
-	uint8_t f[MPT_MAX_FRAME];
 	uint32_t seq;
 
-	memcpy(sll.sll_addr, mpt_mac_guest, 6);
 	for (seq = 0; !l->stop; seq++) {
-		size_t len = mpt_frame_len(seq);
-
-		mpt_build(f, len, seq, mpt_mac_guest, mpt_mac_peer);
-		sendto(l->peer, f, len, 0, (struct sockaddr *)&sll, sizeof(sll));
+		mpt_inject(l->peer, l->peer_ifindex, seq, mpt_frame_len(seq));
 		usleep(200);
 	}
 	return NULL;

@@ -26,8 +26,9 @@
 #include <linux/if_ether.h>
 #include <linux/if_packet.h>
 #include <linux/if_tun.h>
-#include <linux/mpassthru.h>
 #include <linux/virtio_net.h>
+
+#include "mpassthru_lib.h"
 
 /* The header every test negotiates: VERSION_1 (or MRG_RXBUF) layout. */
 #define SIMNET_HDR_LEN		sizeof(struct virtio_net_hdr_v1)
@@ -137,7 +138,6 @@ static inline int simnet_macvtap_open(const char *name, int *ifindex)
  */
 static inline int simnet_mpassthru_open(const char *name, int *ifindex)
 {
-	struct mpassthru_bind b = { .flags = MPASSTHRU_F_VNET_HDR };
 	int hdr_sz = SIMNET_HDR_LEN, fd;
 
 	if (simnet_if_up(name, ifindex))
@@ -145,8 +145,7 @@ static inline int simnet_mpassthru_open(const char *name, int *ifindex)
 	fd = open("/dev/mpassthru", O_RDWR | O_CLOEXEC);
 	if (fd < 0)
 		return -1;
-	snprintf(b.ifname, sizeof(b.ifname), "%s", name);
-	if (ioctl(fd, MPASSTHRU_BIND, &b) < 0 ||
+	if (mpt_bind(fd, name, MPASSTHRU_F_VNET_HDR) < 0 ||
 	    ioctl(fd, TUNSETVNETHDRSZ, &hdr_sz) < 0 ||
 	    ioctl(fd, TUNSETOFFLOAD, SIMNET_OFFLOADS) < 0)
 		return simnet_fail(fd);

@@ -1221,12 +1221,6 @@ FIXTURE_SETUP(backend)
 	      variant->indirect, variant->be);
 }
 
-static int mp_info(int fd, struct mpassthru_info *info)
-{
-	memset(info, 0, sizeof(*info));
-	return ioctl(fd, MPASSTHRU_GET_INFO, info);
-}
-
 /*
  * Once vhost-net has let go (the device is closed, so every zero-copy
  * frame completed), no guest page may stay referenced by the binding.
@@ -1238,7 +1232,7 @@ FIXTURE_TEARDOWN(backend)
 
 	if (t->be == BE_MPASSTHRU && t->tap >= 0) {
 		sim_close(&t->s);
-		ASSERT_EQ(0, mp_info(t->tap, &info));
+		ASSERT_EQ(0, mpt_info(t->tap, &info));
 		TH_LOG("mpassthru: tx %llu B zero-copy, %llu B copied",
 		       (unsigned long long)info.stats.tx_zcopy_bytes,
 		       (unsigned long long)info.stats.tx_copy_bytes);
@@ -1262,7 +1256,7 @@ static void mp_check_counters(struct __test_metadata *_metadata,
 
 	if (t->be != BE_MPASSTHRU)
 		return;
-	ASSERT_EQ(0, mp_info(t->tap, &info));
+	ASSERT_EQ(0, mpt_info(t->tap, &info));
 	EXPECT_EQ(MPASSTHRU_STATE_BOUND, info.state);
 	EXPECT_EQ(tx.total, info.stats.tx_packets);
 	EXPECT_EQ(t->tx_bytes, info.stats.tx_bytes);
