@@ -122,6 +122,40 @@ checkpatch() {
 	fi
 }
 
+# The net/core series: each patch applies with no fuzz and builds alone.
+series_check() {
+	local line
+	"$REPO/tools/vm/check-series.sh" > "$RUNS/series.log" 2>&1
+	while IFS= read -r line; do
+		case "$line" in
+		'ok '*) result ok "series: ${line#ok }" ;;
+		'not ok '*) result fail "series: ${line#not ok }" ;;
+		*) echo "$line" ;;
+		esac
+	done < "$RUNS/series.log"
+	grep -q '^ok \|^not ok ' "$RUNS/series.log" ||
+		result fail "series: check-series.sh ran"
+}
+
+# Every patch of the series is checkpatch --strict clean.
+series_checkpatch() {
+	local tree p bad=0
+	tree=$(tree_dir)
+	for p in "$REPO"/net/core/patches/*.patch; do
+		[ -f "$p" ] || continue
+		if ! "$tree/scripts/checkpatch.pl" --strict --no-tree --quiet "$p" \
+			> "$RUNS/checkpatch-series.log" 2>&1; then
+			sed 's/^/# /' "$RUNS/checkpatch-series.log" | head -20
+			bad=1
+		fi
+	done
+	if [ "$bad" = 0 ]; then
+		result ok "checkpatch --strict clean on the net/core series"
+	else
+		result fail "checkpatch --strict clean on the net/core series"
+	fi
+}
+
 # What a user does on their own host: "make modules KDIR=...", here
 # against the test kernel's build tree, from a copy of the checkout.
 out_of_tree_modules() {
@@ -154,6 +188,8 @@ if ! "$REPO/tools/vm/build-all.sh" test bench; then
 fi
 result ok "build kernels, modules, selftests and initramfs"
 checkpatch
+series_checkpatch
+series_check
 out_of_tree_modules
 for suite in basic sim e2e; do
 	run_suite "$suite" test
