@@ -26,10 +26,12 @@
 
 #include <linux/debugfs.h>
 #include <linux/etherdevice.h>
+#include <linux/highmem.h>
 #include <linux/if_arp.h>
 #include <linux/if_tun.h>
 #include <linux/if_vlan.h>
 #include <linux/miscdevice.h>
+#include <linux/mm.h>
 #include <linux/module.h>
 #include <linux/mpassthru.h>
 #include <linux/netdevice.h>
@@ -43,6 +45,9 @@
 #include <linux/virtio_net.h>
 #include <net/gso.h>
 #include <net/net_namespace.h>
+#if IS_ENABLED(CONFIG_NET_PAGE_CTOR)
+#include <net/page_ctor.h>
+#endif
 #include <net/sock.h>
 
 /* Frames waiting for the reader; beyond this they are dropped. */
@@ -59,6 +64,12 @@
 				 TUN_F_USO6)
 /* What the reader always takes: we can hand it any skb layout. */
 #define MP_BASE_FEATURES	(NETIF_F_GSO | NETIF_F_SG | NETIF_F_FRAGLIST)
+/* Guest receive buffers lent to the device at most, about one ring. */
+#define MP_RX_POST_MAX		256
+/* Pieces of one guest receive buffer, each within a page. */
+#define MP_RXBUF_SEGS		8
+/* Posted buffers the driver leaves for frames that land in host memory. */
+#define MP_RX_COPY_RESERVE	4
 
 /* In the order of struct mpassthru_stats. */
 enum {
@@ -77,6 +88,69 @@ enum {
 };
 
 struct mp_file;
+
+#if IS_ENABLED(CONFIG_NET_PAGE_CTOR)
+/**
+ * struct mp_rxseg - a piece of a guest receive buffer, within one page
+ * @page: the pinned page
+ * @off: offset in @page
+ * @len: length
+ */
+struct mp_rxseg {
+	struct page *page;
+	unsigned int off;
+	unsigned int len;
+};
+
+/**
+ * struct mp_rxbuf - a guest receive buffer posted for zero-copy receive
+ * @cb: what the device driver sees: the buffer after its header room
+ * @node: in one of the file's rx lists
+ * @head: the guest's descriptor chain
+ * @hdr_len: room for the virtio-net header at the start
+ * @nr_segs: valid entries of @segs
+ * @segs: the whole buffer, header room first
+ * @delivered: the frame in it went to the guest; unpin and forget it
+ *
+ * Pinned from mpassthru_rx_post() until delivered or returned.
+ */
+struct mp_rxbuf {
+	struct netdev_page_ctor_buf cb;
+	struct list_head node;
+	u16 head;
+	u16 hdr_len;
+	unsigned int nr_segs;
+	struct mp_rxseg segs[MP_RXBUF_SEGS];
+	bool delivered;
+};
+
+/**
+ * struct mp_rx_zc - zero-copy receive state of a file
+ * @ctor: lends @ready buffers to the bound device's driver
+ * @lock: protects the lists and @posted (taken from softirq, IRQs off)
+ * @ready: pinned buffers the driver may take
+ * @nr_ready: entries on @ready
+ * @done: delivered buffers still to unpin (process context)
+ * @returned: buffers given back unfilled, pages already unpinned
+ * @posted: buffers on @ready or lent
+ * @attached: @ctor is attached to the device (RTNL)
+ * @refused: the device's driver cannot take lent buffers (RTNL)
+ * @too_small: guest buffers refused because a frame would not fit
+ */
+struct mp_rx_zc {
+	struct netdev_page_ctor ctor;
+	spinlock_t lock;	/* see above */
+	struct list_head ready;
+	unsigned int nr_ready;
+	struct list_head done;
+	struct list_head returned;
+	unsigned int posted;
+	bool attached;
+	bool refused;
+	atomic64_t too_small;
+};
+
+#endif
 
 /**
  * struct mp_port - a device bound to an mpassthru file
@@ -109,6 +183,7 @@ struct mp_port {
  * @stats: MP_* counters; all but MP_PINNED_PAGES start again at each bind
  * @node: in mp_files, for debugfs
  * @lock: serialises the ioctls that change the fields above
+ * @zc: zero-copy receive into posted guest buffers
  */
 struct mp_file {
 	struct sock sk;
@@ -124,6 +199,9 @@ struct mp_file {
 	atomic64_t stats[MP_NR_STATS];
 	struct list_head node;
 	struct mutex lock;	/* see @lock above */
+#if IS_ENABLED(CONFIG_NET_PAGE_CTOR)
+	struct mp_rx_zc zc;
+#endif
 };
 
 /**
@@ -148,6 +226,8 @@ static struct proto mp_proto = {
 
 /* Guest pages referenced by frames in flight, over every binding. */
 static atomic_long_t mp_pinned_pages = ATOMIC_LONG_INIT(0);
+/* Posted guest buffers inside a NIC driver or an skb, over every binding. */
+static atomic_long_t mp_lent_bufs = ATOMIC_LONG_INIT(0);
 static LIST_HEAD(mp_files);
 static DEFINE_MUTEX(mp_files_lock);
 static struct dentry *mp_dbg_root;
@@ -175,6 +255,28 @@ static int mp_unbound_err(const struct mp_file *mf)
 }
 
 /* ---- receive: device to file ------------------------------------------- */
+
+#if IS_ENABLED(CONFIG_NET_PAGE_CTOR)
+/* The posted buffer @skb was built over, if it is one of ours. */
+static struct mp_rxbuf *mp_rxbuf_of(struct mp_file *mf, struct sk_buff *skb)
+{
+	struct netdev_page_ctor_buf *cb = netdev_page_ctor_buf_of(skb);
+
+	if (!cb || cb->ctor != &mf->zc.ctor)
+		return NULL;
+	return container_of(cb, struct mp_rxbuf, cb);
+}
+
+static bool mp_skb_in_guest(struct mp_file *mf, struct sk_buff *skb)
+{
+	return mp_rxbuf_of(mf, skb);
+}
+#else
+static bool mp_skb_in_guest(struct mp_file *mf, struct sk_buff *skb)
+{
+	return false;
+}
+#endif
 
 static void mp_queue_rx(struct mp_file *mf, struct sk_buff *skb)
 {
@@ -228,6 +330,11 @@ static rx_handler_result_t mp_handle_frame(struct sk_buff **pskb)
 		goto dropped;
 	skb_orphan(skb);
 	skb_push(skb, ETH_HLEN);
+	/* Already in a guest buffer, as it was on the wire. */
+	if (mp_skb_in_guest(mf, skb)) {
+		mp_queue_rx(mf, skb);
+		goto queued;
+	}
 	/* The reader sees the frame as it was on the wire. */
 	if (skb_vlan_tag_present(skb)) {
 		skb = __vlan_hwaccel_push_inside(skb);
@@ -243,6 +350,7 @@ static rx_handler_result_t mp_handle_frame(struct sk_buff **pskb)
 	} else {
 		mp_queue_rx(mf, skb);
 	}
+queued:
 	mf->sk.sk_data_ready(&mf->sk);
 	return RX_HANDLER_CONSUMED;
 dropped:
@@ -328,6 +436,611 @@ drop:
 	kfree_skb(skb);
 	return err;
 }
+
+/* ---- zero-copy receive: posted guest buffers ------------------------------ */
+
+#if IS_ENABLED(CONFIG_NET_PAGE_CTOR)
+
+static void mp_rxbuf_unpin(struct mp_file *mf, struct mp_rxbuf *rb,
+			   bool dirty)
+{
+	unsigned int i;
+
+	for (i = 0; i < rb->nr_segs; i++) {
+		if (dirty)
+			unpin_user_pages_dirty_lock(&rb->segs[i].page, 1, true);
+		else
+			unpin_user_page(rb->segs[i].page);
+	}
+	atomic_long_sub(rb->nr_segs, &mp_pinned_pages);
+	mp_stat_add(mf, MP_PINNED_PAGES, -(s64)rb->nr_segs);
+	rb->nr_segs = 0;
+}
+
+/* Pin the first @need bytes of the chain, one segment per page touched. */
+static int mp_rxbuf_pin(struct mp_file *mf, struct mp_rxbuf *rb,
+			const struct iovec *iov, unsigned int niov, size_t need)
+{
+	unsigned int i, off, n;
+	unsigned long addr;
+	struct mp_rxseg *sg;
+	size_t len;
+
+	for (i = 0; i < niov && need; i++) {
+		addr = (unsigned long)iov[i].iov_base;
+		len = min(iov[i].iov_len, need);
+		need -= len;
+		while (len) {
+			if (rb->nr_segs == MP_RXBUF_SEGS)
+				return -EMSGSIZE;
+			off = offset_in_page(addr);
+			n = min_t(size_t, len, PAGE_SIZE - off);
+			sg = &rb->segs[rb->nr_segs];
+			if (pin_user_pages_fast(addr & PAGE_MASK, 1,
+						FOLL_WRITE | FOLL_LONGTERM,
+						&sg->page) != 1)
+				return -EFAULT;
+			sg->off = off;
+			sg->len = n;
+			rb->nr_segs++;
+			atomic_long_inc(&mp_pinned_pages);
+			mp_stat_add(mf, MP_PINNED_PAGES, 1);
+			addr += n;
+			len -= n;
+		}
+	}
+	return need ? -EMSGSIZE : 0;
+}
+
+/* What the driver sees: the segments after the header room. */
+static int mp_rxbuf_layout(struct mp_rxbuf *rb)
+{
+	unsigned int i, cut, n = 0, skip = rb->hdr_len;
+	struct netdev_page_ctor_frag *f;
+
+	rb->cb.size = 0;
+	for (i = 0; i < rb->nr_segs; i++) {
+		cut = min(skip, rb->segs[i].len);
+		skip -= cut;
+		if (cut == rb->segs[i].len)
+			continue;
+		if (n == NETDEV_PAGE_CTOR_MAX_FRAGS)
+			return -EMSGSIZE;
+		f = &rb->cb.frags[n++];
+		f->page = rb->segs[i].page;
+		f->offset = rb->segs[i].off + cut;
+		f->len = rb->segs[i].len - cut;
+		rb->cb.size += f->len;
+	}
+	rb->cb.nr_frags = n;
+	return 0;
+}
+
+/* Copy @len bytes of @skb from @pos to the buffer at @off. */
+static int mp_rxbuf_copy_skb(struct mp_rxbuf *rb, const struct sk_buff *skb,
+			     int pos, unsigned int off, unsigned int len)
+{
+	unsigned int i, n;
+	void *to;
+	int err = 0;
+
+	for (i = 0; i < rb->nr_segs && len && !err; i++) {
+		if (off >= rb->segs[i].len) {
+			off -= rb->segs[i].len;
+			continue;
+		}
+		n = min(len, rb->segs[i].len - off);
+		to = kmap_local_page(rb->segs[i].page);
+		err = skb_copy_bits(skb, pos, to + rb->segs[i].off + off, n);
+		kunmap_local(to);
+		pos += n;
+		len -= n;
+		off = 0;
+	}
+	return err ?: (len ? -EMSGSIZE : 0);
+}
+
+static void mp_rxbuf_write(struct mp_rxbuf *rb, const void *from,
+			   unsigned int len)
+{
+	unsigned int i, n;
+
+	for (i = 0; i < rb->nr_segs && len; i++) {
+		n = min(len, rb->segs[i].len);
+		memcpy_to_page(rb->segs[i].page, rb->segs[i].off, from, n);
+		from += n;
+		len -= n;
+	}
+}
+
+/* The only bytes the host writes into a zero-copy buffer. */
+static int mp_rxbuf_put_hdr(struct mp_rxbuf *rb, const struct sk_buff *skb,
+			    int vlan_hlen)
+{
+	u8 hdr[MP_MAX_VNET_HDR] = { };
+	struct virtio_net_hdr_mrg_rxbuf *mrg = (void *)hdr;
+
+	if (virtio_net_hdr_from_skb(skb, &mrg->hdr, true, true, vlan_hlen))
+		return -EINVAL;
+	if (rb->hdr_len >= sizeof(*mrg))
+		mrg->num_buffers = __cpu_to_virtio16(true, 1);
+	mp_rxbuf_write(rb, hdr, rb->hdr_len);
+	return 0;
+}
+
+static struct mp_rxbuf *mp_zc_take_ready(struct mp_file *mf)
+{
+	struct mp_rxbuf *rb;
+	unsigned long flags;
+
+	spin_lock_irqsave(&mf->zc.lock, flags);
+	rb = list_first_entry_or_null(&mf->zc.ready, struct mp_rxbuf, node);
+	if (rb) {
+		list_del(&rb->node);
+		mf->zc.nr_ready--;
+	}
+	spin_unlock_irqrestore(&mf->zc.lock, flags);
+	return rb;
+}
+
+static void mp_zc_add(struct mp_file *mf, struct mp_rxbuf *rb,
+		      struct list_head *list)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&mf->zc.lock, flags);
+	list_add_tail(&rb->node, list);
+	if (list == &mf->zc.ready)
+		mf->zc.nr_ready++;
+	spin_unlock_irqrestore(&mf->zc.lock, flags);
+}
+
+/*
+ * The driver refills from softirq.  A few buffers stay behind for frames
+ * that arrive in host memory after all (queued before the constructor was
+ * attached, spread over several device buffers, copied by a packet tap).
+ */
+static struct netdev_page_ctor_buf *mp_zc_get_buf(struct netdev_page_ctor *ctor)
+{
+	struct mp_file *mf = container_of(ctor, struct mp_file, zc.ctor);
+	struct mp_rxbuf *rb = NULL;
+	unsigned long flags;
+
+	spin_lock_irqsave(&mf->zc.lock, flags);
+	if (mf->zc.nr_ready > MP_RX_COPY_RESERVE) {
+		rb = list_first_entry(&mf->zc.ready, struct mp_rxbuf, node);
+		list_del(&rb->node);
+		mf->zc.nr_ready--;
+	}
+	spin_unlock_irqrestore(&mf->zc.lock, flags);
+	if (!rb)
+		return NULL;
+	/* Lent buffers keep the file, and so the constructor, alive. */
+	sock_hold(&mf->sk);
+	atomic_long_inc(&mp_lent_bufs);
+	return &rb->cb;
+}
+
+static void mp_zc_put_buf(struct netdev_page_ctor *ctor,
+			  struct netdev_page_ctor_buf *cb)
+{
+	struct mp_file *mf = container_of(ctor, struct mp_file, zc.ctor);
+	struct mp_rxbuf *rb = container_of(cb, struct mp_rxbuf, cb);
+
+	/* Unfilled, or its frame was dropped: the guest buffer is still free. */
+	mp_zc_add(mf, rb, rb->delivered ? &mf->zc.done : &mf->zc.ready);
+	atomic_long_dec(&mp_lent_bufs);
+	sock_put(&mf->sk);
+}
+
+static const struct netdev_page_ctor_ops mp_rx_ctor_ops = {
+	.get_buf = mp_zc_get_buf,
+	.put_buf = mp_zc_put_buf,
+};
+
+/* Unpin delivered buffers; process context. */
+static void mp_zc_unpin_done(struct mp_file *mf)
+{
+	struct mp_rxbuf *rb, *tmp;
+	unsigned long flags;
+	LIST_HEAD(list);
+
+	spin_lock_irqsave(&mf->zc.lock, flags);
+	list_splice_init(&mf->zc.done, &list);
+	spin_unlock_irqrestore(&mf->zc.lock, flags);
+	list_for_each_entry_safe(rb, tmp, &list, node) {
+		mp_rxbuf_unpin(mf, rb, true);
+		kfree(rb);
+	}
+}
+
+/* Give every buffer not lent back to the guest, unfilled. */
+static void mp_zc_return_ready(struct mp_file *mf)
+{
+	struct mp_rxbuf *rb;
+
+	while ((rb = mp_zc_take_ready(mf))) {
+		mp_rxbuf_unpin(mf, rb, false);
+		mp_zc_add(mf, rb, &mf->zc.returned);
+	}
+}
+
+/* Take the lent buffers back from the driver; RTNL held. */
+static void mp_zc_detach(struct mp_file *mf, struct net_device *dev)
+{
+	ASSERT_RTNL();
+	if (!mf->zc.attached)
+		return;
+	netdev_page_ctor_detach(dev, &mf->zc.ctor);
+	WRITE_ONCE(mf->zc.attached, false);
+}
+
+static int mp_zc_attach(struct mp_file *mf)
+{
+	struct mp_port *port;
+	int err = 0;
+
+	if (READ_ONCE(mf->zc.attached))
+		return 0;
+	rtnl_lock();
+	port = rtnl_dereference(mf->port);
+	if (!port) {
+		err = mp_unbound_err(mf);
+	} else if (mf->zc.refused) {
+		err = -EOPNOTSUPP;
+	} else if (!mf->zc.attached) {
+		err = netdev_page_ctor_attach(port->dev, &mf->zc.ctor);
+		/* Whatever the reason, the copy path is the answer. */
+		mf->zc.refused = err;
+		WRITE_ONCE(mf->zc.attached, !err);
+	}
+	rtnl_unlock();
+	return err;
+}
+
+/* Bytes a buffer needs for any frame the device can receive, or -errno. */
+static int mp_zc_room(struct mp_file *mf, size_t hdr_len)
+{
+	struct mp_port *port;
+	int room;
+
+	rcu_read_lock();
+	port = rcu_dereference(mf->port);
+	room = port ? hdr_len + VLAN_ETH_HLEN + READ_ONCE(port->dev->mtu) :
+		      mp_unbound_err(mf);
+	rcu_read_unlock();
+	return room;
+}
+
+/**
+ * mpassthru_rx_zerocopy - whether posting receive buffers can pay off
+ * @sock: an mpassthru socket
+ *
+ * Return: true when the file is bound to a device whose driver takes
+ * lent buffers and has not refused them, or still holds posted buffers.
+ */
+bool mpassthru_rx_zerocopy(struct socket *sock)
+{
+	struct mp_file *mf = mp_from_sock(sock);
+	struct mp_port *port;
+	bool zc;
+
+	if (READ_ONCE(mf->zc.posted))
+		return true;
+	rcu_read_lock();
+	port = rcu_dereference(mf->port);
+	zc = port && port->dev->netdev_ops->ndo_page_ctor_set &&
+	     !READ_ONCE(mf->zc.refused);
+	rcu_read_unlock();
+	return zc;
+}
+EXPORT_SYMBOL_GPL(mpassthru_rx_zerocopy);
+
+/**
+ * mpassthru_rx_post - lend one guest receive buffer to the device
+ * @sock: an mpassthru socket
+ * @iov: the buffer, user addresses of the current mm
+ * @niov: entries in @iov
+ * @head: the guest's descriptor, reported back by mpassthru_rx_reap()
+ * @hdr_len: virtio-net header in front of the frame
+ *
+ * The buffer is pinned until the frame written into it is reaped or it is
+ * given back.  Process context.
+ *
+ * Return: 0; -ENOSPC when enough buffers are posted; -EMSGSIZE when the
+ * buffer cannot hold every frame in place (use the copy path);
+ * -EOPNOTSUPP when the driver takes no lent buffers; -EFAULT; -ENOMEM;
+ * or -ENXIO/-ENODEV when not bound.
+ */
+int mpassthru_rx_post(struct socket *sock, const struct iovec *iov,
+		      unsigned int niov, u16 head, size_t hdr_len)
+{
+	struct mp_file *mf = mp_from_sock(sock);
+	struct mp_rxbuf *rb;
+	int room, err;
+
+	if (!hdr_len || hdr_len > MP_MAX_VNET_HDR)
+		return -EOPNOTSUPP;
+	room = mp_zc_room(mf, hdr_len);
+	if (room < 0)
+		return room;
+	if (READ_ONCE(mf->zc.posted) >= MP_RX_POST_MAX)
+		return -ENOSPC;
+	rb = kzalloc(sizeof(*rb), GFP_KERNEL_ACCOUNT);
+	if (!rb)
+		return -ENOMEM;
+	rb->head = head;
+	rb->hdr_len = hdr_len;
+	err = mp_rxbuf_pin(mf, rb, iov, niov, room);
+	if (!err)
+		err = mp_rxbuf_layout(rb);
+	if (!err)
+		err = mp_zc_attach(mf);
+	if (err) {
+		if (err == -EMSGSIZE)
+			atomic64_inc(&mf->zc.too_small);
+		mp_rxbuf_unpin(mf, rb, false);
+		kfree(rb);
+		return err;
+	}
+	WRITE_ONCE(mf->zc.posted, mf->zc.posted + 1);
+	mp_zc_add(mf, rb, &mf->zc.ready);
+	/* An unbind that ran meanwhile missed this one. */
+	if (READ_ONCE(mf->state) != MPASSTHRU_STATE_BOUND)
+		mp_zc_return_ready(mf);
+	return 0;
+}
+EXPORT_SYMBOL_GPL(mpassthru_rx_post);
+
+/**
+ * mpassthru_rx_kick - tell the driver that posted buffers are ready
+ * @sock: an mpassthru socket
+ */
+void mpassthru_rx_kick(struct socket *sock)
+{
+	struct mp_file *mf = mp_from_sock(sock);
+
+	rcu_read_lock();
+	if (rcu_dereference(mf->port) && READ_ONCE(mf->zc.attached))
+		netdev_page_ctor_wakeup(&mf->zc.ctor);
+	rcu_read_unlock();
+}
+EXPORT_SYMBOL_GPL(mpassthru_rx_kick);
+
+/* Put a received frame into a posted buffer: in place, or by copy. */
+static int mp_zc_deliver(struct mp_file *mf, struct sk_buff *skb,
+			 struct mpassthru_rx_done *done)
+{
+	struct mp_rxbuf *rb = mp_rxbuf_of(mf, skb);
+	unsigned int len = rb ? rb->cb.frame_len : skb->len;
+	bool copy = !rb;
+	int err = -ENOBUFS;
+
+	if (copy)
+		rb = mp_zc_take_ready(mf);
+	if (rb && copy)
+		err = mp_rxbuf_copy_skb(rb, skb, 0, rb->hdr_len, len);
+	else if (rb)
+		err = 0;
+	if (!err)
+		err = mp_rxbuf_put_hdr(rb, skb, copy || !skb_vlan_tag_present(skb) ?
+				       0 : VLAN_HLEN);
+	if (err) {
+		if (copy && rb)
+			mp_zc_add(mf, rb, &mf->zc.ready);
+		mp_stat_add(mf, MP_RX_DROPPED, 1);
+		kfree_skb(skb);
+		return err;
+	}
+
+	done->head = rb->head;
+	done->len = rb->hdr_len + len;
+	mp_stat_add(mf, MP_RX_PACKETS, 1);
+	mp_stat_add(mf, MP_RX_BYTES, len);
+	mp_stat_add(mf, copy ? MP_RX_COPY_BYTES : MP_RX_ZCOPY_BYTES, len);
+	rb->delivered = true;
+	WRITE_ONCE(mf->zc.posted, mf->zc.posted - 1);
+	if (copy)
+		mp_zc_add(mf, rb, &mf->zc.done);
+	/* Ours comes back through mp_zc_put_buf(), now as delivered. */
+	consume_skb(skb);
+	return 0;
+}
+
+static unsigned int mp_zc_take_returned(struct mp_file *mf,
+					struct mpassthru_rx_done *done,
+					unsigned int max)
+{
+	struct mp_rxbuf *rb;
+	unsigned long flags;
+	unsigned int n = 0;
+
+	spin_lock_irqsave(&mf->zc.lock, flags);
+	while (n < max && !list_empty(&mf->zc.returned)) {
+		rb = list_first_entry(&mf->zc.returned, struct mp_rxbuf, node);
+		list_del(&rb->node);
+		done[n].head = rb->head;
+		done[n++].len = 0;
+		mf->zc.posted--;
+		kfree(rb);
+	}
+	spin_unlock_irqrestore(&mf->zc.lock, flags);
+	return n;
+}
+
+/**
+ * mpassthru_rx_reap - posted buffers that are the guest's again
+ * @sock: an mpassthru socket
+ * @done: filled with the descriptor and the bytes written (header
+ *	included) of each; 0 bytes for a buffer given back unfilled
+ * @max: room in @done
+ *
+ * Frames received into host memory are copied into a posted buffer that
+ * the driver has not taken.  Process context, serialised by the caller.
+ *
+ * Return: the number of entries filled.
+ */
+int mpassthru_rx_reap(struct socket *sock, struct mpassthru_rx_done *done,
+		      unsigned int max)
+{
+	struct mp_file *mf = mp_from_sock(sock);
+	unsigned int n = mp_zc_take_returned(mf, done, max);
+	struct sk_buff *skb;
+
+	while (n < max && READ_ONCE(mf->zc.attached) &&
+	       (skb = skb_dequeue(&mf->sk.sk_receive_queue))) {
+		if (!mp_zc_deliver(mf, skb, &done[n]))
+			n++;
+	}
+	mp_zc_unpin_done(mf);
+	return n;
+}
+EXPORT_SYMBOL_GPL(mpassthru_rx_reap);
+
+/* Frames still queued in lent buffers are dropped: the buffers go back. */
+static void mp_zc_purge_lent(struct mp_file *mf)
+{
+	struct sk_buff_head *q = &mf->sk.sk_receive_queue, lent;
+	struct sk_buff *skb, *tmp;
+	unsigned long flags;
+
+	__skb_queue_head_init(&lent);
+	spin_lock_irqsave(&q->lock, flags);
+	skb_queue_walk_safe(q, skb, tmp) {
+		if (mp_rxbuf_of(mf, skb)) {
+			__skb_unlink(skb, q);
+			__skb_queue_tail(&lent, skb);
+		}
+	}
+	spin_unlock_irqrestore(&q->lock, flags);
+	__skb_queue_purge(&lent);
+}
+
+/**
+ * mpassthru_rx_stop - stop zero-copy receive, give posted buffers back
+ * @sock: an mpassthru socket
+ *
+ * The driver returns the buffers it holds; mpassthru_rx_reap() then
+ * reports every posted buffer, unfilled ones with 0 bytes.
+ */
+void mpassthru_rx_stop(struct socket *sock)
+{
+	struct mp_file *mf = mp_from_sock(sock);
+	struct mp_port *port;
+
+	rtnl_lock();
+	port = rtnl_dereference(mf->port);
+	if (port)
+		mp_zc_detach(mf, port->dev);
+	rtnl_unlock();
+	mp_zc_purge_lent(mf);
+	mp_zc_return_ready(mf);
+	mp_zc_unpin_done(mf);
+}
+EXPORT_SYMBOL_GPL(mpassthru_rx_stop);
+
+/* Whatever is left when the file goes; any context. */
+static void mp_zc_free_all(struct mp_file *mf)
+{
+	struct list_head *lists[] = { &mf->zc.ready, &mf->zc.done,
+				      &mf->zc.returned };
+	struct mp_rxbuf *rb, *tmp;
+	unsigned int i, j;
+
+	for (i = 0; i < ARRAY_SIZE(lists); i++) {
+		list_for_each_entry_safe(rb, tmp, lists[i], node) {
+			for (j = 0; j < rb->nr_segs; j++)
+				unpin_user_page(rb->segs[j].page);
+			atomic_long_sub(rb->nr_segs, &mp_pinned_pages);
+			kfree(rb);
+		}
+	}
+}
+
+static void mp_zc_reset(struct mp_file *mf)
+{
+	mf->zc.refused = false;
+	atomic64_set(&mf->zc.too_small, 0);
+}
+
+static void mp_zc_show(struct seq_file *s, struct mp_file *mf)
+{
+	seq_printf(s, " rx_zc %d rx_posted %u rx_lent %d rx_too_small %lld rx_driver_copied %lld",
+		   READ_ONCE(mf->zc.attached), READ_ONCE(mf->zc.posted),
+		   atomic_read(&mf->zc.ctor.lent),
+		   (s64)atomic64_read(&mf->zc.too_small),
+		   (s64)atomic64_read(&mf->zc.ctor.copied_frames));
+}
+
+static void mp_zc_init(struct mp_file *mf)
+{
+	mf->zc.ctor.ops = &mp_rx_ctor_ops;
+	spin_lock_init(&mf->zc.lock);
+	INIT_LIST_HEAD(&mf->zc.ready);
+	INIT_LIST_HEAD(&mf->zc.done);
+	INIT_LIST_HEAD(&mf->zc.returned);
+}
+
+#else /* !CONFIG_NET_PAGE_CTOR: no lent buffers, receive copies */
+
+static void mp_zc_detach(struct mp_file *mf, struct net_device *dev)
+{
+}
+
+static void mp_zc_return_ready(struct mp_file *mf)
+{
+}
+
+static void mp_zc_unpin_done(struct mp_file *mf)
+{
+}
+
+static void mp_zc_free_all(struct mp_file *mf)
+{
+}
+
+static void mp_zc_reset(struct mp_file *mf)
+{
+}
+
+static void mp_zc_show(struct seq_file *s, struct mp_file *mf)
+{
+}
+
+static void mp_zc_init(struct mp_file *mf)
+{
+}
+
+bool mpassthru_rx_zerocopy(struct socket *sock)
+{
+	return false;
+}
+EXPORT_SYMBOL_GPL(mpassthru_rx_zerocopy);
+
+int mpassthru_rx_post(struct socket *sock, const struct iovec *iov,
+		      unsigned int niov, u16 head, size_t hdr_len)
+{
+	return -EOPNOTSUPP;
+}
+EXPORT_SYMBOL_GPL(mpassthru_rx_post);
+
+void mpassthru_rx_kick(struct socket *sock)
+{
+}
+EXPORT_SYMBOL_GPL(mpassthru_rx_kick);
+
+int mpassthru_rx_reap(struct socket *sock, struct mpassthru_rx_done *done,
+		      unsigned int max)
+{
+	return 0;
+}
+EXPORT_SYMBOL_GPL(mpassthru_rx_reap);
+
+void mpassthru_rx_stop(struct socket *sock)
+{
+}
+EXPORT_SYMBOL_GPL(mpassthru_rx_stop);
+#endif /* CONFIG_NET_PAGE_CTOR */
 
 /* ---- transmit: file to device ------------------------------------------- */
 
@@ -666,6 +1379,8 @@ static void mp_detach(struct mp_file *mf, u32 state)
 	ASSERT_RTNL();
 	if (!port)
 		return;
+	/* The driver gives back what it holds, then no frame lands in one. */
+	mp_zc_detach(mf, port->dev);
 	/* Waits for running handlers: nothing is queued after this. */
 	netdev_rx_handler_unregister(port->dev);
 	dev_set_promiscuity(port->dev, -1);
@@ -674,6 +1389,9 @@ static void mp_detach(struct mp_file *mf, u32 state)
 	netdev_put(port->dev, &port->tracker);
 	kfree_rcu(port, rcu);
 	skb_queue_purge(&mf->sk.sk_receive_queue);
+	/* Posted buffers go back to the guest through mpassthru_rx_reap(). */
+	mp_zc_return_ready(mf);
+	mp_zc_unpin_done(mf);
 	/* Readers and pollers learn that the device is gone. */
 	wake_up_interruptible_poll(sk_sleep(&mf->sk),
 				   EPOLLIN | EPOLLOUT | EPOLLERR | EPOLLHUP);
@@ -719,6 +1437,7 @@ static int mp_attach(struct mp_file *mf, const char *name, u32 flags)
 	}
 	netdev_hold(dev, &port->tracker, GFP_KERNEL);
 	mp_reset_stats(mf);
+	mp_zc_reset(mf);
 	WRITE_ONCE(mf->flags, flags);
 	mf->ifindex = dev->ifindex;
 	strscpy(mf->ifname, dev->name, sizeof(mf->ifname));
@@ -970,6 +1689,11 @@ static __poll_t mp_poll(struct file *file, poll_table *wait)
 	return mask;
 }
 
+static void mp_sk_destruct(struct sock *sk)
+{
+	mp_zc_free_all((struct mp_file *)sk);
+}
+
 static int mp_open(struct inode *inode, struct file *file)
 {
 	struct mp_file *mf;
@@ -988,6 +1712,8 @@ static int mp_open(struct inode *inode, struct file *file)
 	/* As a tap: unlimited until the owner says otherwise. */
 	mf->sk.sk_sndbuf = INT_MAX;
 	sock_set_flag(&mf->sk, SOCK_ZEROCOPY);
+	mp_zc_init(mf);
+	mf->sk.sk_destruct = mp_sk_destruct;
 	file->private_data = mf;
 	mutex_lock(&mp_files_lock);
 	list_add_tail(&mf->node, &mp_files);
@@ -1072,6 +1798,7 @@ static int mp_bindings_show(struct seq_file *s, void *unused)
 		for (i = 0; i < MP_NR_STATS; i++)
 			seq_printf(s, " %s %lld", mp_stat_names[i],
 				   (s64)atomic64_read(&mf->stats[i]));
+		mp_zc_show(s, mf);
 		seq_putc(s, '\n');
 	}
 	mutex_unlock(&mp_files_lock);
@@ -1086,6 +1813,13 @@ static int mp_pinned_get(void *data, u64 *val)
 }
 DEFINE_DEBUGFS_ATTRIBUTE(mp_pinned_fops, mp_pinned_get, NULL, "%llu\n");
 
+static int mp_lent_get(void *data, u64 *val)
+{
+	*val = atomic_long_read(&mp_lent_bufs);
+	return 0;
+}
+DEFINE_DEBUGFS_ATTRIBUTE(mp_lent_fops, mp_lent_get, NULL, "%llu\n");
+
 static void mp_debugfs_init(void)
 {
 	mp_dbg_root = debugfs_create_dir("mpassthru", NULL);
@@ -1093,6 +1827,8 @@ static void mp_debugfs_init(void)
 			    &mp_bindings_fops);
 	debugfs_create_file_unsafe("pinned_pages", 0444, mp_dbg_root, NULL,
 				   &mp_pinned_fops);
+	debugfs_create_file_unsafe("lent_buffers", 0444, mp_dbg_root, NULL,
+				   &mp_lent_fops);
 }
 
 static int __init mp_init(void)
