@@ -195,6 +195,9 @@ struct vmp_net_rxq {
  * @zc_window: zero-copy sends in the current window
  * @zc_backoff: packets still to copy before zero-copy is tried again
  * @heads: RX used entries of the packet being received
+ * @rx_copy_only: the backend refused a posted buffer: receive by copy
+ * @rx_seq: buffers posted to the backend so far, less those given back
+ * @rx_head_seq: for each descriptor, @rx_seq when it was posted
  */
 struct vmp_net_vq {
 	struct vmp_vq vq;
@@ -209,6 +212,9 @@ struct vmp_net_vq {
 	u32 zc_window;
 	u32 zc_backoff;
 	struct vring_used_elem *heads;
+	bool rx_copy_only;
+	u32 rx_seq;
+	u32 *rx_head_seq;
 };
 
 /* Written under the vq mutex of their direction, read without locks. */
@@ -268,7 +274,7 @@ static const struct vmp_net_probe vmp_net_probes[] = {
 	  .get_ring = tap_get_ptr_ring,
 	  .flags = VMP_BACKEND_UBUF | VMP_BACKEND_XDP },
 	{ .name = "mpassthru", .get_socket = mpassthru_get_socket,
-	  .flags = VMP_BACKEND_UBUF },
+	  .flags = VMP_BACKEND_UBUF | VMP_BACKEND_RXPOST },
 	{ .name = "packet", .get_socket = vmp_packet_socket },
 };
 
@@ -1022,6 +1028,159 @@ static int vmp_net_rx_one(struct vmp_net_vq *nvq, size_t len)
 	return r;
 }
 
+/* ---- RX into posted buffers (mpassthru) -------------------------------- */
+
+#define VMP_NET_REAP_BATCH	32
+
+static bool vmp_net_rx_posting(struct vmp_net_vq *nvq)
+{
+	struct vmp_vq *vq = &nvq->vq;
+
+	if (!(nvq->be.probe->flags & VMP_BACKEND_RXPOST) || nvq->rx_copy_only ||
+	    vmp_vq_has(vq, VHOST_F_LOG_ALL) ||
+	    !mpassthru_rx_zerocopy(nvq->be.sock))
+		return false;
+	/* Which buffer was taken when, to give unfilled ones back exactly. */
+	if (!nvq->rx_head_seq) {
+		nvq->rx_head_seq = kvcalloc(vq->num, sizeof(u32),
+					    GFP_KERNEL_ACCOUNT);
+		nvq->rx_seq = 0;
+	}
+	return nvq->rx_head_seq;
+}
+
+/*
+ * Buffers the backend gives back unfilled were taken from the avail ring
+ * in order.  When they are the last ones taken, the guest gets them back
+ * by rewinding the ring, so nothing is lost and GET_VRING_BASE stays
+ * exact; otherwise they are returned used, with nothing written.
+ */
+static int vmp_net_rx_give_back(struct vmp_net_vq *nvq, unsigned int n,
+				u32 first_seq)
+{
+	unsigned int i;
+
+	if (!n)
+		return 0;
+	if (first_seq == nvq->rx_seq - n) {
+		vmp_vq_unget(&nvq->vq, n);
+		nvq->rx_seq -= n;
+		return 0;
+	}
+	for (i = 0; i < n; i++)
+		nvq->heads[i].len = 0;
+	return vmp_vq_add_used(&nvq->vq, nvq->heads, n);
+}
+
+/* Hand the guest back the buffers the backend is done with. */
+static int vmp_net_rx_reap(struct vmp_net_vq *nvq, unsigned int *pkts)
+{
+	struct mpassthru_rx_done done[VMP_NET_REAP_BATCH];
+	struct vring_used_elem used[VMP_NET_REAP_BATCH];
+	size_t hlen = nvq->guest_hlen + nvq->sock_hlen;
+	unsigned int nret = 0, nused;
+	u32 first_seq = U32_MAX;
+	int n, i, r = 0;
+
+	do {
+		n = mpassthru_rx_reap(nvq->be.sock, done, ARRAY_SIZE(done));
+		for (i = 0, nused = 0; i < n; i++) {
+			if (!done[i].len) {
+				nvq->heads[nret++] = vmp_used_elem(done[i].head, 0);
+				first_seq = min(first_seq,
+						nvq->rx_head_seq[done[i].head]);
+				continue;
+			}
+			used[nused++] = vmp_used_elem(done[i].head, done[i].len);
+			vmp_stat_add(&nvq->net->stats.rx_packets, 1);
+			vmp_stat_add(&nvq->net->stats.rx_bytes,
+				     done[i].len - min_t(size_t, hlen, done[i].len));
+		}
+		r = nused ? vmp_vq_add_used(&nvq->vq, used, nused) : 0;
+		*pkts += nused;
+	} while (!r && n == ARRAY_SIZE(done) && *pkts < VMP_NET_PKT_WEIGHT &&
+		 nret + VMP_NET_REAP_BATCH <= VMP_MAX_SEGS);
+	return r ?: vmp_net_rx_give_back(nvq, nret, first_seq);
+}
+
+/* Give the backend every buffer the guest posted, up to its limit. */
+static int vmp_net_rx_post(struct vmp_net_vq *nvq)
+{
+	size_t hlen = nvq->guest_hlen + nvq->sock_hlen;
+	struct vmp_vq *vq = &nvq->vq;
+	unsigned int posted = 0;
+	struct vmp_chain c;
+	int r;
+
+	for (;;) {
+		r = vmp_vq_get_chain(vq, 0, 0, &c);
+		if (r == -E2BIG)
+			vmp_vq_fail(vq, "RX chain with more than %u segments",
+				    VMP_MAX_SEGS);
+		if (r < 0)
+			return r;
+		if (!r) {
+			/* Wait for the guest unless it just posted more. */
+			if (!vmp_vq_notify_on(vq))
+				break;
+			vmp_vq_notify_off(vq);
+			continue;
+		}
+		if (c.nr_out) {
+			vmp_vq_fail(vq, "RX chain %u has readable buffers",
+				    c.head);
+			return -EINVAL;
+		}
+		r = mpassthru_rx_post(nvq->be.sock, vq->iov, c.nr_in, c.head,
+				      hlen);
+		if (!r)
+			nvq->rx_head_seq[c.head] = nvq->rx_seq++;
+		if (r) {
+			vmp_vq_unget(vq, 1);
+			/* Buffers too small, memory that cannot be pinned or a
+			 * driver without lent buffers: copy from now on.
+			 */
+			if (r != -ENOSPC && r != -ENOMEM && r != -ENXIO &&
+			    r != -ENODEV)
+				nvq->rx_copy_only = true;
+			break;
+		}
+		posted++;
+	}
+	if (posted)
+		mpassthru_rx_kick(nvq->be.sock);
+	return 0;
+}
+
+static void vmp_net_rx_run_posted(struct vmp_net_vq *nvq)
+{
+	unsigned int pkts = 0;
+
+	if (vmp_net_rx_reap(nvq, &pkts) || vmp_net_rx_post(nvq))
+		return;
+	if (pkts >= VMP_NET_PKT_WEIGHT)
+		vmp_work_queue(nvq->vq.dev, &nvq->vq.work);
+}
+
+/* Backend going: every posted buffer comes back, unfilled ones empty. */
+static void vmp_net_rx_unpost(struct vmp_net_vq *nvq)
+{
+	unsigned int pkts, i;
+
+	if (!nvq->rx_head_seq)
+		return;
+	mpassthru_rx_stop(nvq->be.sock);
+	/* Each round gives back up to VMP_MAX_SEGS, more than are posted. */
+	for (i = 0; i < 2; i++) {
+		pkts = 0;
+		if (vmp_net_rx_reap(nvq, &pkts))
+			break;
+	}
+	vmp_vq_publish(&nvq->vq);
+	kvfree(nvq->rx_head_seq);
+	nvq->rx_head_seq = NULL;
+}
+
 static void vmp_net_rx_run(struct vmp_net_vq *nvq)
 {
 	struct vmp_vq *vq = &nvq->vq;
@@ -1029,6 +1188,10 @@ static void vmp_net_rx_run(struct vmp_net_vq *nvq)
 	size_t bytes = 0;
 	int len, r;
 
+	if (vmp_net_rx_posting(nvq)) {
+		vmp_net_rx_run_posted(nvq);
+		return;
+	}
 	for (;;) {
 		len = vmp_net_rx_peek(nvq);
 		if (len <= 0)
@@ -1075,6 +1238,8 @@ static void vmp_net_vq_detach(struct vmp_net_vq *nvq,
 {
 	vmp_poll_stop(&nvq->sock_poll);
 	vmp_net_rxq_put_back(&nvq->rxq);
+	if (nvq->be.file && nvq == &nvq->net->vqs[VMP_NET_RX])
+		vmp_net_rx_unpost(nvq);
 	*old = nvq->be;
 	*zc = nvq->zc;
 	memset(&nvq->be, 0, sizeof(nvq->be));
@@ -1106,6 +1271,7 @@ static int vmp_net_vq_attach(struct vmp_net_vq *nvq,
 	nvq->zc = zc;
 	nvq->zc_window = 0;
 	nvq->zc_backoff = 0;
+	nvq->rx_copy_only = false;
 	vq->backend = &nvq->be;
 	if (nvq == &nvq->net->vqs[VMP_NET_RX]) {
 		vmp_net_rxq_attach(nvq, be);

@@ -320,6 +320,10 @@ static inline bool vmp_vq_logging(const struct vmp_vq *vq)
  * tun_xdp_hdr, which it turns into skbs without another copy.
  */
 #define VMP_BACKEND_XDP		BIT(1)
+/* The backend takes guest receive buffers ahead of the frames
+ * (mpassthru_rx_post()) and has the device write frames into them.
+ */
+#define VMP_BACKEND_RXPOST	BIT(2)
 
 /**
  * struct vmp_net_probe - one kind of file vhost-net can use as a backend
