@@ -5,36 +5,28 @@
 # tap-compatible descriptor, the simulated guest through vhost-net with
 # mpassthru as its backend, the host locked out of a bound NIC, bindings
 # that go away under traffic (unbind, ip link del, driver unbind), and an
-# unmodified QEMU guest through mpassthru-run.  After each, no guest page
-# may stay pinned.
+# unmodified QEMU guest through mpassthru-run, received zero-copy.  After
+# each, no guest page may stay pinned and no guest buffer lent to a NIC.
 . /selftests/vm_lib.sh
+. /selftests/mpassthru_vm.sh
 
-BOUND=eth0
-PEER=eth1
 PINNED=/sys/kernel/debug/mpassthru/pinned_pages
-hip() { in_host /usr/sbin/ip "$@"; }
+LENT=/sys/kernel/debug/mpassthru/lent_buffers
 
+# No guest page pinned, and no guest buffer left in a NIC's ring.
 no_pages_pinned() {
 	local i=0
 	# Frames sent zero-copy complete when the NIC frees them.
-	while [ "$(cat $PINNED)" != 0 ]; do
+	while [ "$(cat $PINNED)" != 0 ] || [ "$(cat $LENT)" != 0 ]; do
 		i=$((i + 1))
-		[ "$i" -ge 50 ] && { note "pinned_pages: $(cat $PINNED)"; return 1; }
+		[ "$i" -ge 50 ] && {
+			note "pinned_pages: $(cat $PINNED), lent_buffers: $(cat $LENT)"
+			return 1
+		}
 		sleep 0.2
 	done
 }
 
-nics_up() {
-	local d
-	for d in $BOUND $PEER; do
-		[ -d /sys/class/net/$d ] || return 1
-		echo 1 > /proc/sys/net/ipv6/conf/$d/disable_ipv6
-		# The simulated guest's setup turns ARP off; IP needs it.
-		ip link set $d up arp on || return 1
-	done
-	# The test's frames are for MACs the peer NIC does not own.
-	ip link set $PEER promisc on
-}
 
 group "mpassthru module"
 check "load vhost_net and mpassthru" load_vhost ours
@@ -50,14 +42,22 @@ for bits in 64 32; do
 	[ "$bits" = 32 ] && prog=${prog}_32
 	group "mpassthru ioctls and tap fd ($bits-bit)"
 	run_prog "mpassthru_errors ($bits-bit)" "$prog"
-	check "no page pinned" no_pages_pinned
+	check "no page pinned, no buffer lent" no_pages_pinned
 done
 
 group "simulated guest on vhost-net over mpassthru"
 export SIM_MPASSTHRU_IF=$BOUND SIM_MPASSTHRU_PEER=$PEER VHOST_IMPL=ours
 run_prog "vhost_net_sim (mpassthru)" /selftests/vhost_net_sim \
-	-v mpassthru_mrg_evidx_indirect -v mpassthru_big_flags_direct
-check "no page pinned after the simulated guest" no_pages_pinned
+	-v mpassthru_mrg_evidx_indirect -v mpassthru_big_flags_direct \
+	-v mpassthru_mrg_small_rx
+check "no page pinned, no buffer lent after the simulated guest" no_pages_pinned
+
+# run-vm.sh -n -a sim mpassthru: stop here, for a quick round.
+if [ "${1:-}" = sim ]; then
+	unload_vhost
+	rmmod mpassthru
+	exit $FAILED
+fi
 
 # ---- the host stack loses a bound NIC and gets it back -------------------
 
@@ -85,13 +85,6 @@ lockout() {
 	return $r
 }
 
-peer_to_netns() {
-	hip netns add mppeer &&
-	hip link set $PEER netns mppeer &&
-	hip -n mppeer link set lo up &&
-	hip -n mppeer link set $PEER up &&
-	hip -n mppeer addr add 10.77.0.2/24 dev $PEER
-}
 
 peer_home() {
 	hip -n mppeer link set $PEER netns 1 && hip netns del mppeer &&
@@ -103,7 +96,7 @@ peer_home() {
 group "binding lifecycle under traffic"
 check "unbind during traffic: ENXIO, device given back" \
 	/selftests/mpassthru_load $BOUND $PEER unbind ENXIO
-check "no page pinned after unbind" no_pages_pinned
+check "no page pinned, no buffer lent after unbind" no_pages_pinned
 
 # load_gone BOUND PEER CMD...: CMD takes BOUND away mid-traffic.
 load_gone() {
@@ -134,7 +127,7 @@ veth_up() {
 check "veth pair mpv0/mpv1" veth_up
 check "ip link del of a bound NIC during traffic: ENODEV" \
 	load_gone mpv0 mpv1 hip link del mpv0
-check "no page pinned after ip link del" no_pages_pinned
+check "no page pinned, no buffer lent after ip link del" no_pages_pinned
 
 # Another namespace is another host stack: the binding ends there too.
 netns_move() {
@@ -145,7 +138,7 @@ netns_move() {
 check "veth pair mpv0/mpv1 again" veth_up
 check "moving a bound NIC to another netns during traffic: ENODEV" \
 	load_gone mpv0 mpv1 netns_move
-check "no page pinned after the move" no_pages_pinned
+check "no page pinned, no buffer lent after the move" no_pages_pinned
 check "clean up the moved NIC" sh -c \
 	"chroot $HOSTROOT /usr/sbin/ip netns del mpaway"
 
@@ -155,7 +148,7 @@ check "peer $PEER in netns mppeer" peer_to_netns
 check "ping to $BOUND fails while bound, works before and after" lockout
 
 /selftests/mpassthru_nested.sh $BOUND mppeer $PEER || FAILED=1
-check "no page pinned after the nested guests" no_pages_pinned
+check "no page pinned, no buffer lent after the nested guests" no_pages_pinned
 
 # Last: the driver goes away (hot unplug as far as the stack can tell).
 group "driver unbind"
@@ -164,7 +157,7 @@ virtio_of() { basename "$(readlink /sys/class/net/$1/device)"; }
 dev=$(virtio_of $BOUND)
 check "driver unbind of a bound NIC during traffic: ENODEV" \
 	load_gone $BOUND $PEER sh -c "echo $dev > /sys/bus/virtio/drivers/virtio_net/unbind"
-check "no page pinned after driver unbind" no_pages_pinned
+check "no page pinned, no buffer lent after driver unbind" no_pages_pinned
 check "driver bound again" sh -c "echo $dev > /sys/bus/virtio/drivers/virtio_net/bind"
 check "the NIC can be bound again" sh -c \
 	"/selftests/mpassthru-run --no-vhost \$(ls /sys/bus/virtio/devices/$dev/net) -- true"

@@ -12,6 +12,7 @@
 #include <poll.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -141,6 +142,35 @@ static inline int mpt_bind(int fd, const char *ifname, uint32_t flags)
 
 	snprintf(b.ifname, sizeof(b.ifname), "%s", ifname);
 	return ioctl(fd, MPASSTHRU_BIND, &b);
+}
+
+/*
+ * A counter of the binding of @ifname from debugfs (the fields the info
+ * ioctl does not carry: rx_zc, rx_posted, rx_lent, rx_too_small,
+ * rx_driver_copied).  -1 if there is no such binding or field.
+ */
+static inline long long mpt_dbg_field(const char *ifname, const char *key)
+{
+	FILE *f = fopen("/sys/kernel/debug/mpassthru/bindings", "r");
+	static const char sep[] = { ' ', '\n', 0 };
+	char line[1024], want[64], *p;
+	long long v = -1;
+
+	if (!f)
+		return -1;
+	snprintf(want, sizeof(want), "file %s state 1 ", ifname);
+	while (v < 0 && fgets(line, sizeof(line), f)) {
+		if (strncmp(line, want, strlen(want)))
+			continue;
+		for (p = strtok(line, sep); p; p = strtok(NULL, sep))
+			if (!strcmp(p, key)) {
+				p = strtok(NULL, sep);
+				v = p ? atoll(p) : -1;
+				break;
+			}
+	}
+	fclose(f);
+	return v;
 }
 
 #endif /* MPASSTHRU_LIB_H */

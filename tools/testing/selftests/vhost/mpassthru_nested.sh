@@ -4,8 +4,10 @@
 # host's unmodified QEMU with "-netdev tap,fd=3,vhost=on,vhostfd=4" (then
 # with vhost=off, where QEMU reads and writes the descriptor itself), and
 # an unmodified Linux guest talks to a peer in network namespace $2 on
-# the other NIC of the hub ($3): ping both ways, iperf3 both ways counted by
-# mpassthru, and QEMU killed with SIGKILL in the middle of a stream.
+# the other NIC of the hub ($3, the same driver, not bound): ping both
+# ways, iperf3 both ways counted by mpassthru, received into the guest's
+# buffers by the NIC itself, and QEMU killed with SIGKILL in the middle of
+# a stream.  With $4 = demo, only the streams and the counters.
 # Our vhost_net and mpassthru must be loaded.
 . "$(dirname "$0")/vm_lib.sh"
 . "$(dirname "$0")/nested_lib.sh"
@@ -13,6 +15,7 @@
 bound=${1:?usage: mpassthru_nested.sh NIC NETNS PEER}
 ns=${2:?usage: mpassthru_nested.sh NIC NETNS PEER}
 peer=${3:?usage: mpassthru_nested.sh NIC NETNS PEER}
+mode=${4:-test}
 SECS=5
 BINDINGS=/sys/kernel/debug/mpassthru/bindings
 
@@ -92,7 +95,15 @@ if boot_mp_l2 on; then
 	tid=$(worker_tids | head -n 1)
 	check "vhost worker thread vhost-$QEMU_PID exists" [ -n "$tid" ]
 	w0=$(worker_wakeups "$tid" 2>/dev/null || echo 0)
+	zc0=$(mp_counter rx_zcopy_bytes)
+	cp0=$(mp_counter rx_copy_bytes)
 	counted_iperf "" "peer to guest" rx_bytes
+	zc1=$(mp_counter rx_zcopy_bytes)
+	cp1=$(mp_counter rx_copy_bytes)
+	note "peer to guest: rx_zcopy_bytes $zc0 -> $zc1, rx_copy_bytes $cp0 -> $cp1"
+	check "peer to guest: the NIC wrote the whole stream into guest buffers" \
+		[ $((zc1 - zc0)) -ge "$BYTES" ]
+	check "peer to guest: no received byte copied" [ "$cp1" = "$cp0" ]
 	counted_iperf -R "guest to peer" tx_bytes
 	w1=$(worker_wakeups "$tid" 2>/dev/null || echo 0)
 	note "vhost worker wakeups $w0 -> $w1"
@@ -100,6 +111,11 @@ if boot_mp_l2 on; then
 	note "$(grep "file $bound " $BINDINGS)"
 	check "guest pages went to the NIC without a copy (tx_zcopy_bytes > 0)" \
 		[ "$(mp_counter tx_zcopy_bytes)" -gt 0 ]
+	if [ "$mode" = demo ]; then
+		stop_l2
+		wait_for 30 sh -c "[ ! -d /proc/$QEMU_PID ]"
+		exit $FAILED
+	fi
 
 	# SIGKILL in the middle of a stream: the binding ends with the fd.
 	in_host_bg /usr/sbin/ip netns exec "$ns" /usr/bin/iperf3 -c $L2_ADDR -t 60 -R
