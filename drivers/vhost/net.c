@@ -705,6 +705,18 @@ static bool vmp_net_tx_idle(struct vmp_vq *vq)
 	return vq->failed;
 }
 
+/* The next chain of a ring that takes no log, or an error after failing it. */
+static int vmp_net_next_chain(struct vmp_vq *vq, const char *dir,
+			      struct vmp_chain *c)
+{
+	int r = vmp_vq_get_chain(vq, 0, 0, c);
+
+	if (r == -E2BIG)
+		vmp_vq_fail(vq, "%s chain with more than %u segments", dir,
+			    VMP_MAX_SEGS);
+	return r;
+}
+
 static void vmp_net_tx_run(struct vmp_net_vq *nvq)
 {
 	struct vmp_vq *vq = &nvq->vq;
@@ -714,10 +726,7 @@ static void vmp_net_tx_run(struct vmp_net_vq *nvq)
 	int r;
 
 	for (;;) {
-		r = vmp_vq_get_chain(vq, 0, 0, &c);
-		if (r == -E2BIG)
-			vmp_vq_fail(vq, "TX chain with more than %u segments",
-				    VMP_MAX_SEGS);
+		r = vmp_net_next_chain(vq, "TX", &c);
 		if (r < 0)
 			break;
 		if (!r) {
@@ -1113,10 +1122,7 @@ static int vmp_net_rx_post(struct vmp_net_vq *nvq)
 	int r;
 
 	for (;;) {
-		r = vmp_vq_get_chain(vq, 0, 0, &c);
-		if (r == -E2BIG)
-			vmp_vq_fail(vq, "RX chain with more than %u segments",
-				    VMP_MAX_SEGS);
+		r = vmp_net_next_chain(vq, "RX", &c);
 		if (r < 0)
 			return r;
 		if (!r) {
