@@ -52,7 +52,8 @@ for impl in ours reference; do
 	export VHOST_IMPL=$impl
 	# The mpassthru backend needs the hub NICs: the mpassthru suite.
 	run_prog "vhost_net_sim ($impl)" /selftests/vhost_net_sim \
-		-V mpassthru_mrg_evidx_indirect -V mpassthru_big_flags_direct
+		-V mpassthru_mrg_evidx_indirect -V mpassthru_big_flags_direct \
+		-V mpassthru_mrg_small_rx
 	check "unload $impl vhost_net" unload_vhost
 done
 
