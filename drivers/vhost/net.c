@@ -51,6 +51,11 @@ module_param(zcopy_tx, bool, 0644);
 MODULE_PARM_DESC(zcopy_tx,
 		 "Zero-copy transmit for large packets (default on; read when a backend is attached)");
 
+static bool zcopy_rx = true;
+module_param(zcopy_rx, bool, 0644);
+MODULE_PARM_DESC(zcopy_rx,
+		 "Post receive buffers to backends that receive in place (mpassthru; default on; read when a backend is attached)");
+
 #define VMP_NET_FEATURES				\
 	(VMP_CORE_FEATURES |				\
 	 BIT_ULL(VHOST_NET_F_VIRTIO_NET_HDR) |		\
@@ -195,7 +200,8 @@ struct vmp_net_rxq {
  * @zc_window: zero-copy sends in the current window
  * @zc_backoff: packets still to copy before zero-copy is tried again
  * @heads: RX used entries of the packet being received
- * @rx_copy_only: the backend refused a posted buffer: receive by copy
+ * @rx_copy_only: receive by copy: the backend refused a posted buffer, or
+ *	zcopy_rx was off when it was attached
  * @rx_seq: buffers posted to the backend so far, less those given back
  * @rx_head_seq: for each descriptor, @rx_seq when it was posted
  */
@@ -228,6 +234,7 @@ struct vmp_net_stats {
 	u64 rx_packets;
 	u64 rx_bytes;
 	u64 rx_dropped;
+	u64 rx_post_refused;
 };
 
 struct vmp_net {
@@ -1045,17 +1052,24 @@ static bool vmp_net_rx_posting(struct vmp_net_vq *nvq)
 {
 	struct vmp_vq *vq = &nvq->vq;
 
-	if (!(nvq->be.probe->flags & VMP_BACKEND_RXPOST) || nvq->rx_copy_only ||
-	    vmp_vq_has(vq, VHOST_F_LOG_ALL) ||
-	    !mpassthru_rx_zerocopy(nvq->be.sock))
-		return false;
-	/* Which buffer was taken when, to give unfilled ones back exactly. */
-	if (!nvq->rx_head_seq) {
-		nvq->rx_head_seq = kvcalloc(vq->num, sizeof(u32),
-					    GFP_KERNEL_ACCOUNT);
-		nvq->rx_seq = 0;
-	}
-	return nvq->rx_head_seq;
+	return (nvq->be.probe->flags & VMP_BACKEND_RXPOST) &&
+	       !nvq->rx_copy_only && !vmp_vq_has(vq, VHOST_F_LOG_ALL) &&
+	       mpassthru_rx_zerocopy(nvq->be.sock);
+}
+
+/*
+ * For a backend that receives in place: which buffer was taken when, to
+ * give unfilled ones back exactly.  Without the table, receive copies.
+ */
+static void vmp_net_rx_post_init(struct vmp_net_vq *nvq)
+{
+	if (!(nvq->be.probe->flags & VMP_BACKEND_RXPOST) || nvq->rx_copy_only)
+		return;
+	nvq->rx_seq = 0;
+	nvq->rx_head_seq = kvcalloc(nvq->vq.num, sizeof(u32),
+				    GFP_KERNEL_ACCOUNT);
+	if (!nvq->rx_head_seq)
+		nvq->rx_copy_only = true;
 }
 
 /*
@@ -1147,8 +1161,10 @@ static int vmp_net_rx_post(struct vmp_net_vq *nvq)
 			 * driver without lent buffers: copy from now on.
 			 */
 			if (r != -ENOSPC && r != -ENOMEM && r != -ENXIO &&
-			    r != -ENODEV)
+			    r != -ENODEV) {
 				nvq->rx_copy_only = true;
+				vmp_stat_add(&nvq->net->stats.rx_post_refused, 1);
+			}
 			break;
 		}
 		posted++;
@@ -1277,13 +1293,16 @@ static int vmp_net_vq_attach(struct vmp_net_vq *nvq,
 	nvq->zc = zc;
 	nvq->zc_window = 0;
 	nvq->zc_backoff = 0;
-	nvq->rx_copy_only = false;
+	nvq->rx_copy_only = !zcopy_rx;
 	vq->backend = &nvq->be;
 	if (nvq == &nvq->net->vqs[VMP_NET_RX]) {
 		vmp_net_rxq_attach(nvq, be);
+		vmp_net_rx_post_init(nvq);
 		r = vmp_poll_start(&nvq->sock_poll, be->file);
 		if (r) {
 			vmp_net_rxq_put_back(&nvq->rxq);
+			kvfree(nvq->rx_head_seq);
+			nvq->rx_head_seq = NULL;
 			memset(&nvq->be, 0, sizeof(nvq->be));
 			nvq->zc = NULL;
 			vq->backend = NULL;
@@ -1461,6 +1480,10 @@ static int vmp_net_stats_show(struct seq_file *s, void *unused)
 	seq_printf(s, "rx_packets %llu\n", READ_ONCE(st->rx_packets));
 	seq_printf(s, "rx_bytes %llu\n", READ_ONCE(st->rx_bytes));
 	seq_printf(s, "rx_dropped %llu\n", READ_ONCE(st->rx_dropped));
+	/* Why a backend that can receive in place is received from by copy. */
+	seq_printf(s, "rx_post_refused %llu\n", READ_ONCE(st->rx_post_refused));
+	seq_printf(s, "rx_copy_only %d\n",
+		   READ_ONCE(n->vqs[VMP_NET_RX].rx_copy_only));
 	seq_printf(s, "worker_runs %llu\n", READ_ONCE(n->dev.worker_runs));
 	return 0;
 }
