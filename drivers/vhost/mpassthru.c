@@ -64,8 +64,12 @@
 				 TUN_F_USO6)
 /* What the reader always takes: we can hand it any skb layout. */
 #define MP_BASE_FEATURES	(NETIF_F_GSO | NETIF_F_SG | NETIF_F_FRAGLIST)
-/* Guest receive buffers lent to the device at most, about one ring. */
-#define MP_RX_POST_MAX		256
+/*
+ * Guest receive buffers posted at most: a full ring of the largest size
+ * QEMU offers (rx_queue_size=1024), so that the device's own ring can be
+ * refilled while the guest still works through what it was given.
+ */
+#define MP_RX_POST_MAX		1024
 /* Pieces of one guest receive buffer, each within a page. */
 #define MP_RXBUF_SEGS		8
 /* Posted buffers the driver leaves for frames that land in host memory. */
@@ -945,13 +949,16 @@ static void mp_zc_free_all(struct mp_file *mf)
 	struct list_head *lists[] = { &mf->zc.ready, &mf->zc.done,
 				      &mf->zc.returned };
 	struct mp_rxbuf *rb, *tmp;
-	unsigned int i, j;
+	unsigned int i;
 
+	/*
+	 * Not dirtied, which may sleep: ready and returned buffers were never
+	 * filled, and delivered ones are unpinned dirty by the reap or by
+	 * mpassthru_rx_stop(), unless the stack freed their skb later still.
+	 */
 	for (i = 0; i < ARRAY_SIZE(lists); i++) {
 		list_for_each_entry_safe(rb, tmp, lists[i], node) {
-			for (j = 0; j < rb->nr_segs; j++)
-				unpin_user_page(rb->segs[j].page);
-			atomic_long_sub(rb->nr_segs, &mp_pinned_pages);
+			mp_rxbuf_unpin(mf, rb, false);
 			kfree(rb);
 		}
 	}
