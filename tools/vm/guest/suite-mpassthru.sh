@@ -52,6 +52,16 @@ run_prog "vhost_net_sim (mpassthru)" /selftests/vhost_net_sim \
 	-v mpassthru_mrg_small_rx
 check "no page pinned, no buffer lent after the simulated guest" no_pages_pinned
 
+group "vhost_net.zcopy_rx=0: the simulated guest receives by copy"
+check "reload vhost_net with zcopy_rx=0" load_vhost ours zcopy_rx=0
+export SIM_RX_COPY=1
+run_prog "vhost_net_sim (mpassthru, zcopy_rx=0)" /selftests/vhost_net_sim \
+	-r backend.mpassthru_mrg_evidx_indirect.rx_1514 \
+	-r backend.mpassthru_mrg_evidx_indirect.bidir_mixed
+unset SIM_RX_COPY
+check "no page pinned, no buffer lent after zcopy_rx=0" no_pages_pinned
+check "reload vhost_net with zcopy_rx=1" load_vhost ours
+
 # run-vm.sh -n -a sim mpassthru: stop here, for a quick round.
 if [ "${1:-}" = sim ]; then
 	unload_vhost

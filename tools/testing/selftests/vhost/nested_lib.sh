@@ -8,6 +8,7 @@ L2_LOG=$HOSTROOT/tmp/l2.log
 TAP=tap0
 L1_ADDR=10.99.0.1
 L2_ADDR=10.99.0.2
+L2_MAC=52:54:00:12:34:56
 
 wait_for() {
 	local secs=$1 i=0
@@ -19,10 +20,32 @@ wait_for() {
 	done
 }
 
-# start_l2 QUEUES L2_CMDLINE: boot L2 in the background; $QEMU_PID is QEMU.
-# With more than one queue pair L2 gets one vCPU per pair so that its
-# virtio_net driver enables them all.  L2_VHOST=off gives QEMU's own
-# userspace datapath instead (the benchmark's baseline).
+# start_l2_with SMP APPEND NETDEV DEVICE [LAUNCHER...]: boot L2 in the
+# background, its NIC given by QEMU's -netdev NETDEV -device DEVICE.
+# LAUNCHER, when given, opens the descriptors NETDEV names and execs the
+# rest of its arguments, so that $QEMU_PID is QEMU itself.
+start_l2_with() {
+	local smp=$1 append=$2 netdev=$3 device=$4
+	shift 4
+	mkdir -p "$HOSTROOT/tmp/l2"
+	cp /l2/bzImage /l2/initramfs.cpio.gz "$HOSTROOT/tmp/l2/"
+	: > "$L2_LOG"
+	(exec "$@" chroot "$HOSTROOT" env TMPDIR=/tmp PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+		qemu-system-x86_64 -accel tcg -m 256 -smp "$smp" -nodefaults \
+		-display none -no-reboot \
+		-kernel /tmp/l2/bzImage -initrd /tmp/l2/initramfs.cpio.gz \
+		-append "console=ttyS0 panic=-1 quiet $append" \
+		-serial file:/tmp/l2.log \
+		-virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
+		-netdev "$netdev" -device "$device" \
+		< /dev/null > "$HOSTROOT/tmp/qemu-l2.out" 2>&1) &
+	QEMU_PID=$!
+}
+
+# start_l2 QUEUES L2_CMDLINE: boot L2 on a new tap, $TAP; with more than
+# one queue pair L2 gets one vCPU per pair so that its virtio_net driver
+# enables them all.  L2_VHOST=off gives QEMU's own userspace datapath
+# instead (the benchmark's baseline).
 start_l2() {
 	local queues=$1 append=$2 netdev device
 	netdev="tap,id=n0,ifname=$TAP,script=no,downscript=no"
@@ -31,23 +54,12 @@ start_l2() {
 	else
 		netdev="$netdev,vhost=off"
 	fi
-	device="virtio-net-pci,netdev=n0,mac=52:54:00:12:34:56"
+	device="virtio-net-pci,netdev=n0,mac=$L2_MAC"
 	if [ "$queues" -gt 1 ]; then
 		netdev="$netdev,queues=$queues"
 		device="$device,mq=on,vectors=$((2 * queues + 2))"
 	fi
-	mkdir -p "$HOSTROOT/tmp/l2"
-	cp /l2/bzImage /l2/initramfs.cpio.gz "$HOSTROOT/tmp/l2/"
-	: > "$L2_LOG"
-	in_host_bg qemu-system-x86_64 -accel tcg -m 256 -smp "$queues" -nodefaults \
-		-display none -no-reboot \
-		-kernel /tmp/l2/bzImage -initrd /tmp/l2/initramfs.cpio.gz \
-		-append "console=ttyS0 panic=-1 quiet $append" \
-		-serial file:/tmp/l2.log \
-		-virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
-		-netdev "$netdev" -device "$device" \
-		< /dev/null > /tmp/qemu-l2.out 2>&1
-	QEMU_PID=$!
+	start_l2_with "$queues" "$append" "$netdev" "$device"
 }
 
 tap_up() {
@@ -72,6 +84,20 @@ boot_l2() {
 		return 1
 	fi
 	pass "L2 guest booted"
+}
+
+# wait_l2_booted NAME: after start_l2_with, wait until L2 has tried to
+# ping L1's address (its init does once it is up); one TAP line NAME.
+wait_l2_booted() {
+	wait_for 420 sh -c "grep -q L2-PING- $L2_LOG || [ ! -d /proc/$QEMU_PID ]"
+	if ! grep -q 'L2-PING-' "$L2_LOG"; then
+		fail "$1"
+		sed 's/^/# qemu: /' "$HOSTROOT/tmp/qemu-l2.out"
+		sed 's/^/# l2: /' "$L2_LOG" | tail -n 20
+		stop_l2
+		return 1
+	fi
+	pass "$1"
 }
 
 stop_l2() {
