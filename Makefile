@@ -58,6 +58,7 @@ check: deps
 run: deps
 	@$(VM)/demo.sh
 
-# BENCH_PLAN=SECS:REPS shortens or lengthens every measurement.
+# BENCH_PLAN=SECS:REPS[:tap|:nic] (default 3:3) shortens or lengthens
+# every measurement, or runs one wire only.
 bench: deps
 	@$(VM)/bench.sh $(BENCH_PLAN)

@@ -4,18 +4,19 @@
 # every datapath side by side in one VM boot, and regenerate
 # BENCHMARKS.md and BENCHMARKS.png from that run.
 #
-#   bench.sh [SECS:REPS]    seconds per measurement and repetitions (5:3)
+#   bench.sh [SECS:REPS[:WIRE]]  seconds per measurement and repetitions
+#                                (3:3); WIRE tap or nic runs only that wire
 . "$(dirname "$0")/lib.sh"
 
-plan=${1:-${BENCH_PLAN:-5:3}}
-[[ "$plan" =~ ^[0-9]+:[0-9]+$ ]] || die "usage: bench.sh [SECS:REPS]"
+plan=${1:-${BENCH_PLAN:-3:3}}
+[[ "$plan" =~ ^[0-9]+:[0-9]+(:tap|:nic)?$ ]] || die "usage: bench.sh [SECS:REPS[:tap|:nic]]"
 start=$(date +%s)
 "$REPO/tools/vm/build-all.sh" bench
 out="$CACHE/runs/bench"
 rm -rf "$out"
 log "benchmark VM: $plan (seconds:repetitions) per workload and datapath"
 rc=0
-"$REPO/tools/vm/run-vm.sh" -o "$out" -t 3000 -q -a "$plan" \
+"$REPO/tools/vm/run-vm.sh" -o "$out" -t 3000 -q -n -a "$plan" \
 	-k "$(out_dir bench)/arch/x86/boot/bzImage" \
 	-i "$CACHE/initramfs-bench.cpio.gz" bench || rc=$?
 grep -E '^(not )?ok ' "$out/tap.log" | sed 's/^/# /'

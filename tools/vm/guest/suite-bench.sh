@@ -6,19 +6,35 @@
 # tools/vm/bench-report.py turns into BENCHMARKS.md; the TAP lines only say
 # whether each datapath came up.  Nothing here judges speed.
 #
-# Argument (vmtest.arg): SECS:REPS, default 5:3.
+# Two wires.  On a tap in this VM (drivers "sim" and "nested"): QEMU's own
+# datapath, upstream vhost_net and ours.  On the VM's hub NIC eth0, with
+# the traffic's far end on eth1 (drivers "sim-nic" and "nested-nic"):
+# upstream vhost_net on a macvtap in passthru mode, the way to give a
+# guest a NIC without us, against ours on mpassthru, receiving by copy and
+# zero-copy.  Ratios are only taken within one wire.
+#
+# Argument (vmtest.arg): SECS:REPS[:tap|nic], default 3:3 (both wires).
 . /selftests/vm_lib.sh
 . /selftests/nested_lib.sh
+. /selftests/mpassthru_vm.sh
 
-arg=${1:-5:3}
+arg=${1:-3:3}
 SECS=${arg%%:*}
-REPS=${arg##*:}
+arg=${arg#*:}
+REPS=${arg%%:*}
+# An optional third field picks one wire, for a quicker look: tap or nic.
+WIRES=all
+[ "$arg" != "$REPS" ] && WIRES=${arg#*:}
 
 record() { echo "# bench: $*"; }
 
-# Datapaths, in the order they run.  mpassthru rows wait for their issue.
+# Datapaths, in the order they run, on each wire.
 ROWS="qemu reference reference-zc ours"
-LATER_ROWS="mpassthru-copy mpassthru-zc"
+NIC_ROWS="macvtap-reference mpassthru-copy mpassthru-zc"
+MACVTAP=bmvt0
+# Where packets are counted, and where iperf3 and ping run from.
+PKT_IF=$TAP
+CLIENT=""
 
 setup_row() {
 	case "$1" in
@@ -38,14 +54,33 @@ setup_row() {
 		L2_VHOST=on
 		load_vhost ours
 		;;
+	macvtap-reference)
+		L2_VHOST=on
+		load_vhost reference experimental_zcopytx=0 &&
+		hip link add link $BOUND name $MACVTAP type macvtap mode passthru &&
+		hip link set $MACVTAP up
+		;;
+	mpassthru-copy)
+		L2_VHOST=on
+		load_vhost ours zcopy_rx=0
+		;;
+	mpassthru-zc)
+		L2_VHOST=on
+		load_vhost ours zcopy_rx=1
+		;;
 	esac
+}
+
+teardown_row() {
+	[ -d /sys/class/net/$MACVTAP ] && hip link del $MACVTAP
+	unload_vhost
 }
 
 row_available() {
 	case "$1" in
 	qemu) return 0 ;;
-	reference | reference-zc) impl_available reference ;;
-	*) impl_available "$1" ;;
+	reference | reference-zc | macvtap-reference) impl_available reference ;;
+	*) impl_available ours ;;
 	esac
 }
 
@@ -69,9 +104,9 @@ qemu_syscalls() {
 		"/proc/$QEMU_PID/io" 2>/dev/null
 }
 
-tap_packets() {
-	echo $(($(cat /sys/class/net/$TAP/statistics/rx_packets) +
-		$(cat /sys/class/net/$TAP/statistics/tx_packets)))
+wire_packets() {
+	echo $(($(cat /sys/class/net/$PKT_IF/statistics/rx_packets) +
+		$(cat /sys/class/net/$PKT_IF/statistics/tx_packets)))
 }
 
 # Sum of one of our debugfs counters over this QEMU's devices.
@@ -80,21 +115,32 @@ our_counter() {
 		awk -v k="$1" '$1 == k { n += $2 } END { print n + 0 }'
 }
 
-COUNTERS="tx_bytes tx_zcopy_packets tx_zcopy_bytes tx_zcopy_copied rx_bytes"
+# One counter of mpassthru's binding of $BOUND (0 without one).
+mp_counter() {
+	awk -v k="$1" -v d="$BOUND" '$1 == "file" && $2 == d {
+		for (i = 3; i < NF; i++) if ($i == k) n = $(i + 1) }
+		END { print n + 0 }' /sys/kernel/debug/mpassthru/bindings 2>/dev/null
+}
+
+COUNTERS="tx_bytes tx_zcopy_packets tx_zcopy_bytes tx_zcopy_copied rx_bytes rx_packets"
+MP_COUNTERS="rx_zcopy_bytes rx_copy_bytes"
 
 # snapshot: one line of every cost counter, for a before/after difference.
 snapshot() {
 	local c line
-	line="$(datapath_ticks) $(qemu_syscalls) $(tap_packets)"
+	line="$(datapath_ticks) $(qemu_syscalls) $(wire_packets)"
 	for c in $COUNTERS; do
 		line="$line $(our_counter "$c")"
+	done
+	for c in $MP_COUNTERS; do
+		line="$line $(mp_counter "$c")"
 	done
 	echo "$line"
 }
 
 # costs BEFORE AFTER: the differences as key=value pairs.
 costs() {
-	echo "$1 $2" | awk -v names="ticks syscalls packets $COUNTERS" '
+	echo "$1 $2" | awk -v names="ticks syscalls packets $COUNTERS mp_rx_zcopy_bytes mp_rx_copy_bytes" '
 		BEGIN { n = split(names, k, " ") }
 		{ for (i = 1; i <= n; i++) printf "%s=%d ", k[i], $(i + n) - $i }'
 }
@@ -104,9 +150,10 @@ costs() {
 iperf() {
 	local try
 	for try in 1 2; do
-		if timeout $((SECS + 60)) chroot "$HOSTROOT" /usr/bin/iperf3 \
+		# shellcheck disable=SC2086 # $CLIENT is a command prefix
+		if timeout $((SECS + 60)) chroot "$HOSTROOT" $CLIENT /usr/bin/iperf3 \
 			-c $L2_ADDR -t "$SECS" -f m "$@" > /tmp/iperf3.out 2>&1; then
-			grep receiver /tmp/iperf3.out | tail -n 1
+			grep -E 'sender|receiver' /tmp/iperf3.out | tail -n 2
 			return 0
 		fi
 		sed 's/^/# iperf3: /' /tmp/iperf3.out | tail -n 3 >&2
@@ -115,30 +162,34 @@ iperf() {
 	return 1
 }
 
-# TCP: Mbit/s and the bytes the receiver got.
+# TCP: Mbit/s and the bytes the receiver got, and the sender's
+# retransmitted segments (a lossy path shows there first).
 tcp_result() {
-	awk '{ for (i = 2; i <= NF; i++) {
+	awk '$NF == "sender" { retr = $(NF - 1) }
+	$NF == "receiver" { for (i = 2; i <= NF; i++) {
 		if ($i == "Mbits/sec") r = $(i - 1)
 		if ($i == "MBytes") b = $(i - 1) * 1048576
 		if ($i == "GBytes") b = $(i - 1) * 1073741824
-	} } END { printf "value=%s bytes=%d", r, b }'
+	} } END { printf "value=%s bytes=%d retr=%d", r, b, retr }'
 }
 
 # UDP: datagrams received per second (total less lost, over the run).
 udp_result() {
-	awk -v secs="$SECS" '{ for (i = 2; i <= NF; i++) if ($i ~ /^[0-9]+\/[0-9]+$/) {
+	awk -v secs="$SECS" '$NF == "receiver" { for (i = 2; i <= NF; i++) if ($i ~ /^[0-9]+\/[0-9]+$/) {
 		split($i, p, "/"); got = p[2] - p[1]
 	} } END { printf "value=%d bytes=%d", got / secs, got * 64 }'
 }
 
 # ping: average round trip in microseconds.
 rtt_result() {
-	timeout 60 chroot "$HOSTROOT" /usr/bin/ping -q -c 100 -i 0.02 -W 2 \
+	# shellcheck disable=SC2086 # $CLIENT is a command prefix
+	timeout 60 chroot "$HOSTROOT" $CLIENT /usr/bin/ping -q -c 100 -i 0.02 -W 2 \
 		$L2_ADDR 2>&1 | sed -n 's/^rtt [^=]*= //p' |
 		awk -F/ '{ printf "value=%d bytes=0", $2 * 1000 }'
 }
 
-# measure ROW WORKLOAD REP UNIT CMD...: one run with its costs.
+# measure ROW WORKLOAD REP UNIT CMD...: one run with its costs, on the
+# wire of $DRIVER.
 measure() {
 	local row=$1 wl=$2 rep=$3 unit=$4 before after res
 	shift 4
@@ -149,7 +200,7 @@ measure() {
 	*value=[0-9]*) ;;
 	*) fail "$row $wl run $rep produced a result"; return 1 ;;
 	esac
-	record "driver=nested row=$row workload=$wl rep=$rep unit=$unit" \
+	record "driver=$DRIVER row=$row workload=$wl rep=$rep unit=$unit" \
 		"$res $(costs "$before" "$after")"
 }
 
@@ -172,8 +223,20 @@ workloads() {
 	measure "$row" rtt "$rep" us rtt_result
 }
 
-bench_row() {
+# run_workloads ROW: every workload $REPS times on the L2 that runs.
+run_workloads() {
 	local row=$1 rep=1
+	check "L2 serves iperf3" grep -q 'L2-IPERF-SERVER-UP' "$L2_LOG"
+	while [ $rep -le "$REPS" ]; do
+		workloads "$row" $rep
+		rep=$((rep + 1))
+	done
+	stop_l2
+	check "QEMU exited" wait_for 30 sh -c "[ ! -d /proc/$QEMU_PID ]"
+}
+
+bench_row() {
+	local row=$1
 	group "nested guest on $row"
 	if ! row_available "$row"; then
 		record "driver=nested row=$row status=unavailable"
@@ -185,14 +248,55 @@ bench_row() {
 		unload_vhost
 		return 1
 	fi
-	check "L2 serves iperf3" grep -q 'L2-IPERF-SERVER-UP' "$L2_LOG"
-	while [ $rep -le "$REPS" ]; do
-		workloads "$row" $rep
-		rep=$((rep + 1))
-	done
-	stop_l2
-	check "QEMU exited" wait_for 30 sh -c "[ ! -d /proc/$QEMU_PID ]"
+	run_workloads "$row"
 	unload_vhost
+}
+
+# start_nic_l2 ROW: L2 with vhost on eth0, through a macvtap or mpassthru.
+# Its receive ring is QEMU's largest: with zero-copy receive the guest's
+# posted buffers are all the NIC has to receive into.
+start_nic_l2() {
+	local netdev="tap,id=n0,fd=3,vhost=on,vhostfd=4"
+	local device="virtio-net-pci,netdev=n0,mac=$L2_MAC,rx_queue_size=1024" tapdev
+	if [ "$1" = macvtap-reference ]; then
+		tapdev=/dev/tap$(cat /sys/class/net/$MACVTAP/ifindex)
+		# shellcheck disable=SC2016 # expanded by the launcher's shell
+		start_l2_with 1 l2.iperf=1 "$netdev" "$device" \
+			sh -c 'exec 3<>"$0" 4<>/dev/vhost-net; exec "$@"' "$tapdev"
+	else
+		start_l2_with 1 l2.iperf=1 "$netdev" "$device" \
+			/selftests/mpassthru-run "$BOUND" --
+	fi
+}
+
+# L2 came up and pinged the peer across the wire.
+boot_nic_l2() {
+	start_nic_l2 "$1"
+	wait_l2_booted "L2 guest on $1 booted" || return 1
+	if ! grep -q 'L2-PING-OK' "$L2_LOG"; then
+		sed 's/^/# l2: /' "$L2_LOG" | tail -n 12
+		fail "L2 guest on $1 pings the peer"
+		stop_l2
+		return 1
+	fi
+	pass "L2 guest on $1 pings the peer"
+}
+
+nic_row() {
+	local row=$1
+	group "nested guest on $row (hub NIC)"
+	if ! row_available "$row"; then
+		record "driver=nested-nic row=$row status=unavailable"
+		skip "datapath $row" "not built"
+		return 0
+	fi
+	check "set up $row" setup_row "$row" || return 1
+	if ! boot_nic_l2 "$row"; then
+		teardown_row
+		return 1
+	fi
+	run_workloads "$row"
+	check "tear down $row" teardown_row
 }
 
 # The simulated guest's tap sits in a bridge whose other port is a dummy
@@ -207,34 +311,70 @@ sim_topology() {
 	in_host /usr/bin/ip link set bbr0 up
 }
 
-sim_row() {
-	local row=$1
-	group "simulated guest on $row"
-	if [ "$row" = qemu ]; then
-		record "driver=sim row=$row status=not-applicable"
-		return 0
-	fi
+# sim_run DRIVER ROW BACKEND [PEER]: the simulated guest on one datapath.
+sim_run() {
+	local driver=$1 row=$2 backend=$3 peer=${4:-}
+	group "simulated guest on $row ($driver)"
 	if ! row_available "$row"; then
-		record "driver=sim row=$row status=unavailable"
+		record "driver=$driver row=$row status=unavailable"
 		skip "datapath $row" "not built"
 		return 0
 	fi
 	check "set up $row" setup_row "$row" || return 1
-	run_prog "vhost_net_bench on $row" /selftests/vhost_net_bench "$row" btap0 "$SECS" "$REPS"
-	check "unload $row" unload_vhost
+	# shellcheck disable=SC2086 # $peer is empty or one interface
+	run_prog "vhost_net_bench on $row" /selftests/vhost_net_bench \
+		"$row" "$backend" "$SECS" "$REPS" $peer
+	check "tear down $row" teardown_row
+}
+
+sim_row() {
+	if [ "$1" = qemu ]; then
+		record "driver=sim row=$1 status=not-applicable"
+		return 0
+	fi
+	sim_run sim "$1" tap:btap0
+}
+
+# On the NIC the guest's frames go out on eth0 and its received frames are
+# injected on eth1: both cross QEMU's hub.
+sim_nic_row() {
+	case "$1" in
+	macvtap-reference) sim_run sim-nic "$1" macvtap:$MACVTAP $PEER ;;
+	*) sim_run sim-nic "$1" mpassthru:$BOUND $PEER ;;
+	esac
+}
+
+# The peer, in its own netns, is "the host" for the nested guest on a NIC.
+nic_peer() {
+	peer_to_netns &&
+	hip -n mppeer addr add $L1_ADDR/24 dev $PEER
 }
 
 check "host root usable for qemu" hostroot_ready || exit 1
 record "meta kernel=$(uname -r) cpus=$(nproc) secs=$SECS reps=$REPS"
 check "bridge, dummy and tap for the simulated guest" sim_topology || exit 1
+check "hub NICs $BOUND and $PEER up" nics_up || exit 1
+# Only frames for the peer's own address concern it.
+ip link set $PEER promisc off
+[ "$WIRES" = nic ] && ROWS=""
+[ "$WIRES" = tap ] && NIC_ROWS=""
 for row in $ROWS; do
 	sim_row "$row" || FAILED=1
 done
+for row in $NIC_ROWS; do
+	sim_nic_row "$row" || FAILED=1
+done
+DRIVER=nested
 for row in $ROWS; do
 	bench_row "$row" || FAILED=1
 done
-for row in $LATER_ROWS; do
-	record "driver=sim row=$row status=not-available-yet"
-	record "driver=nested row=$row status=not-available-yet"
+[ -z "$NIC_ROWS" ] && exit $FAILED
+# The simulated guest's setup turned ARP off on both NICs; IP needs it.
+check "hub NICs $BOUND and $PEER up, with ARP" nics_up || exit 1
+ip link set $PEER promisc off
+check "peer $PEER in netns mppeer, at $L1_ADDR" nic_peer || exit 1
+DRIVER=nested-nic PKT_IF=$BOUND CLIENT="/usr/sbin/ip netns exec mppeer"
+for row in $NIC_ROWS; do
+	nic_row "$row" || FAILED=1
 done
 exit $FAILED

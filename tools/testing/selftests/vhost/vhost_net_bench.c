@@ -6,10 +6,13 @@
  * the backend, not a nested guest.  One "# bench:" record per run; this
  * program measures and never judges.
  *
- *   vhost_net_bench ROW TAP SECS REPS
+ *   vhost_net_bench ROW BACKEND SECS REPS [PEER]
  *
- * ROW names the implementation the caller loaded; TAP is a persistent tap
- * with a vnet header (ip tuntap add ... vnet_hdr).
+ * ROW names the datapath the caller set up.  BACKEND is tap:NAME (a
+ * persistent tap with a vnet header), macvtap:NAME or mpassthru:NIC.
+ * Received frames are injected on the backend's own interface, or with
+ * PEER on that NIC, the far end of the wire from the backend's NIC; the
+ * records then name the driver "sim-nic" instead of "sim".
  */
 #include <dirent.h>
 #include <pthread.h>
@@ -54,6 +57,7 @@ struct bench {
 	struct sim s;
 	int tap;
 	int ifindex;
+	int inject_ifindex;	/* where the injector sends */
 	uint64_t tx_slots;	/* guest-physical base of the TX buffers */
 	uint64_t rx_slots;
 	pid_t worker;
@@ -61,6 +65,7 @@ struct bench {
 	pthread_t injector;
 	bool stop;		/* __atomic: read by the injector */
 	const struct workload *wl;
+	const char *driver;	/* "sim", or "sim-nic" across a wire */
 };
 
 struct costs {
@@ -71,6 +76,7 @@ struct costs {
 	unsigned long long tx_zcopy_bytes;
 	unsigned long long tx_zcopy_copied;
 	unsigned long long rx_bytes;
+	struct mpassthru_info mp;	/* zeroes unless an mpassthru backend */
 };
 
 static void die(const char *what, int err)
@@ -108,7 +114,7 @@ static pid_t find_worker(void)
 
 static unsigned long long worker_ticks(pid_t tid)
 {
-	unsigned long long ut = 0, st = 0;
+	unsigned long long ut, st, ticks = 0;
 	char path[64], buf[512], *p;
 	FILE *f;
 
@@ -116,15 +122,18 @@ static unsigned long long worker_ticks(pid_t tid)
 	f = fopen(path, "r");
 	if (!f)
 		return 0;
-	/* Fields 14 and 15, counted after the parenthesised command name. */
+	/*
+	 * Fields 14 and 15, counted after the parenthesised command name; a
+	 * vhost worker runs in the kernel, so its user time stays 0.
+	 */
 	if (fgets(buf, sizeof(buf), f)) {
 		p = strrchr(buf, ')');
 		if (p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
-				&ut, &st) != 2)
-			ut = 0;
+				&ut, &st) == 2)
+			ticks = ut + st;
 	}
 	fclose(f);
-	return ut ? ut + st : 0;
+	return ticks;
 }
 
 /* Our debugfs counters, when the implementation under test is ours. */
@@ -159,6 +168,8 @@ static unsigned long long our_counter(const char *key)
 
 static void snapshot(struct bench *b, struct costs *c)
 {
+	if (mpt_info(b->tap, &c->mp))
+		memset(&c->mp, 0, sizeof(c->mp));
 	c->ticks = worker_ticks(b->worker);
 	c->notify = b->s.vq[SIM_TX_VQ].kicks + b->s.vq[SIM_RX_VQ].kicks +
 		    b->s.vq[SIM_TX_VQ].calls + b->s.vq[SIM_RX_VQ].calls;
@@ -223,18 +234,40 @@ static void post_rx(struct bench *b, unsigned int slot)
 	sim_post_rx(&b->s, &sg, 1, false, slot);
 }
 
-static void setup(struct bench *b, const char *tap)
+/* BACKEND: tap:NAME, macvtap:NAME or mpassthru:NIC. */
+static int open_backend(const char *spec, int *ifindex)
+{
+	const char *name = strchr(spec, ':');
+	char ifname[IFNAMSIZ];
+
+	if (!name || !name[1] || strlen(name + 1) >= IFNAMSIZ)
+		return -1;
+	name++;
+	if (!strncmp(spec, "tap:", 4))
+		return simnet_tap_open(name, SIMNET_OFFLOADS, ifname, ifindex);
+	if (!strncmp(spec, "macvtap:", 8))
+		return simnet_macvtap_open(name, ifindex);
+	if (!strncmp(spec, "mpassthru:", 10))
+		return simnet_mpassthru_open(name, ifindex);
+	errno = EINVAL;
+	return -1;
+}
+
+static void setup(struct bench *b, const char *backend, const char *peer)
 {
 	uint64_t want = (1ULL << VIRTIO_F_VERSION_1) |
 			(1ULL << VIRTIO_NET_F_MRG_RXBUF) |
 			(1ULL << VIRTIO_RING_F_EVENT_IDX);
-	char ifname[IFNAMSIZ];
 	int r, i;
 
 	sim_init(&b->s);
-	b->tap = simnet_tap_open(tap, SIMNET_OFFLOADS, ifname, &b->ifindex);
+	b->tap = open_backend(backend, &b->ifindex);
 	if (b->tap < 0)
-		die(tap, errno);
+		die(backend, errno);
+	b->inject_ifindex = b->ifindex;
+	b->driver = peer ? "sim-nic" : "sim";
+	if (peer && simnet_if_up(peer, &b->inject_ifindex))
+		die(peer, errno);
 	r = sim_mem_init(&b->s, MEM, 1);
 	if (!r)
 		r = sim_open(&b->s, "/dev/vhost-net");
@@ -306,12 +339,12 @@ static void *inject(void *arg)
 	unsigned int len = b->wl->frame;
 	int fd;
 
-	fd = simnet_packet_socket(b->ifindex, false);
+	fd = simnet_packet_socket(b->inject_ifindex, false);
 	if (fd < 0)
 		die("injection socket", errno);
 	build_frame(frame + hlen, len, mac_guest);
 	while (!__atomic_load_n(&b->stop, __ATOMIC_RELAXED))
-		simnet_inject(fd, b->ifindex, mac_guest, ETH_P_IP,
+		simnet_inject(fd, b->inject_ifindex, mac_guest, ETH_P_IP,
 			      frame, hlen + len, 0);
 	close(fd);
 	return NULL;
@@ -361,16 +394,17 @@ static void drain(struct bench *b, unsigned int index)
 				post_rx(b, token);
 }
 
-static void report(const char *row, const struct workload *wl, int rep,
+static void report(const struct bench *b, const char *row, int rep,
 		   int secs, unsigned long frames, const struct costs *a,
 		   const struct costs *z)
 {
+	const struct workload *wl = b->wl;
 	unsigned long long bytes = (unsigned long long)frames * wl->frame;
 	double value = !strcmp(wl->unit, "pps") ? (double)frames / secs :
 			bytes * 8.0 / secs / 1e6;
 
-	printf("# bench: driver=sim row=%s workload=%s rep=%d unit=%s",
-	       row, wl->name, rep, wl->unit);
+	printf("# bench: driver=%s row=%s workload=%s rep=%d unit=%s",
+	       b->driver, row, wl->name, rep, wl->unit);
 	printf(" value=%.1f bytes=%llu ticks=%llu syscalls=%llu packets=%lu",
 	       value, bytes, z->ticks - a->ticks, z->notify - a->notify,
 	       frames);
@@ -378,9 +412,14 @@ static void report(const char *row, const struct workload *wl, int rep,
 	       z->tx_bytes - a->tx_bytes,
 	       z->tx_zcopy_packets - a->tx_zcopy_packets,
 	       z->tx_zcopy_bytes - a->tx_zcopy_bytes);
-	printf(" tx_zcopy_copied=%llu rx_bytes=%llu\n",
+	printf(" tx_zcopy_copied=%llu rx_bytes=%llu",
 	       z->tx_zcopy_copied - a->tx_zcopy_copied,
 	       z->rx_bytes - a->rx_bytes);
+	printf(" mp_rx_zcopy_bytes=%llu mp_rx_copy_bytes=%llu\n",
+	       (unsigned long long)(z->mp.stats.rx_zcopy_bytes -
+				    a->mp.stats.rx_zcopy_bytes),
+	       (unsigned long long)(z->mp.stats.rx_copy_bytes -
+				    a->mp.stats.rx_copy_bytes));
 	fflush(stdout);
 }
 
@@ -392,15 +431,16 @@ int main(int argc, char **argv)
 	unsigned int w;
 	int secs, reps, rep;
 
-	if (argc != 5) {
-		fprintf(stderr, "usage: %s ROW TAP SECS REPS\n", argv[0]);
+	if (argc != 5 && argc != 6) {
+		fprintf(stderr, "usage: %s ROW BACKEND SECS REPS [PEER]\n",
+			argv[0]);
 		return 2;
 	}
 	secs = atoi(argv[3]);
 	reps = atoi(argv[4]);
 	if (secs < 1 || reps < 1)
 		return 2;
-	setup(&b, argv[2]);
+	setup(&b, argv[2], argc == 6 ? argv[5] : NULL);
 	for (rep = 1; rep <= reps; rep++) {
 		for (w = 0; w < ARRAY_SIZE(workloads); w++) {
 			b.wl = &workloads[w];
@@ -410,8 +450,7 @@ int main(int argc, char **argv)
 			else
 				frames = run_tx(&b, b.wl->frame, secs);
 			snapshot(&b, &after);
-			report(argv[1], b.wl, rep, secs, frames, &before,
-			       &after);
+			report(&b, argv[1], rep, secs, frames, &before, &after);
 			drain(&b, b.wl->rx ? SIM_RX_VQ : SIM_TX_VQ);
 		}
 	}
