@@ -235,15 +235,18 @@ def chart(t, path):
     plots = ", ".join(
         f"'{d.name}' using {i + 2}:xtic(1) title '{r}'" for i, r in enumerate(rows))
     script = f"""
-set terminal pngcairo noenhanced size 1200,600 font ',10'
+set terminal pngcairo noenhanced size 1600,700 font ',10'
 set output '{path}'
-set title 'Speed relative to upstream vhost_net on the same wire (tap, or macvtap on the NIC) = 1.0; higher is better'
+set title 'Speed relative to upstream vhost_net on the same wire (tap, or macvtap on the NIC) = 1.0; higher is better; log scale'
 set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.8 border -1
 set datafile missing '?'
 set xtics rotate by -35
-set yrange [0:*]
+set bmargin 9
+set rmargin 14
+set logscale y 2
+set yrange [0.0625:32]
 set grid ytics
 set key top left
 plot {plots}, 1 with lines dt 2 lc 'black' notitle

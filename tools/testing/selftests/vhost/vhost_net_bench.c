@@ -16,6 +16,7 @@
  */
 #include <dirent.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,14 @@
 #define MEM		(64UL << 20)
 #define IP_HLEN		20
 #define TCP_HLEN	20
+/*
+ * Across QEMU's hub an injector that outruns the receiver backs the hub
+ * up until it stalls for good.  There it stays at most INJECT_WINDOW
+ * frames ahead of what the guest received, and starts afresh after
+ * INJECT_RESYNC_MS without progress, so that lost frames cannot stop it.
+ */
+#define INJECT_WINDOW		128
+#define INJECT_RESYNC_MS	20
 #ifndef ARRAY_SIZE
 #define ARRAY_SIZE(a)	(sizeof(a) / sizeof((a)[0]))
 #endif
@@ -64,6 +73,8 @@ struct bench {
 	/* RX: a thread injects frames into the tap while the guest receives */
 	pthread_t injector;
 	bool stop;		/* __atomic: read by the injector */
+	bool windowed;		/* injecting across a wire: INJECT_WINDOW */
+	unsigned long received;	/* __atomic: frames the guest got this run */
 	const struct workload *wl;
 	const char *driver;	/* "sim", or "sim-nic" across a wire */
 };
@@ -266,6 +277,7 @@ static void setup(struct bench *b, const char *backend, const char *peer)
 		die(backend, errno);
 	b->inject_ifindex = b->ifindex;
 	b->driver = peer ? "sim-nic" : "sim";
+	b->windowed = peer;
 	if (peer && simnet_if_up(peer, &b->inject_ifindex))
 		die(peer, errno);
 	r = sim_mem_init(&b->s, MEM, 1);
@@ -330,11 +342,40 @@ static unsigned long run_tx(struct bench *b, unsigned int frame, int secs)
 	return done;
 }
 
+struct inject_window {
+	unsigned long sent;
+	unsigned long seen;	/* frames received when last looked */
+	uint64_t idle_since;
+};
+
+/* Whether the injector may send now; see INJECT_WINDOW. */
+static bool inject_may_send(struct bench *b, struct inject_window *w)
+{
+	unsigned long got = __atomic_load_n(&b->received, __ATOMIC_RELAXED);
+	uint64_t now;
+
+	if (!b->windowed || (long)(w->sent - got) < INJECT_WINDOW)
+		return true;
+	now = sim_now_ms();
+	if (got != w->seen) {
+		w->seen = got;
+		w->idle_since = now;
+	}
+	if (now - w->idle_since < INJECT_RESYNC_MS) {
+		sched_yield();
+		return false;
+	}
+	w->sent = got;
+	w->idle_since = now;
+	return true;
+}
+
 static void *inject(void *arg)
 {
 	/* An AF_PACKET socket's vnet header is the 10-byte legacy one. */
 	uint8_t frame[sizeof(struct virtio_net_hdr) + 1514] = { 0 };
 	const size_t hlen = sizeof(struct virtio_net_hdr);
+	struct inject_window w = { .idle_since = sim_now_ms() };
 	struct bench *b = arg;
 	unsigned int len = b->wl->frame;
 	int fd;
@@ -343,9 +384,13 @@ static void *inject(void *arg)
 	if (fd < 0)
 		die("injection socket", errno);
 	build_frame(frame + hlen, len, mac_guest);
-	while (!__atomic_load_n(&b->stop, __ATOMIC_RELAXED))
-		simnet_inject(fd, b->inject_ifindex, mac_guest, ETH_P_IP,
-			      frame, hlen + len, 0);
+	while (!__atomic_load_n(&b->stop, __ATOMIC_RELAXED)) {
+		if (!inject_may_send(b, &w))
+			continue;
+		if (simnet_inject(fd, b->inject_ifindex, mac_guest, ETH_P_IP,
+				  frame, hlen + len, 0) > 0)
+			w.sent++;
+	}
 	close(fd);
 	return NULL;
 }
@@ -360,6 +405,7 @@ static unsigned long run_rx(struct bench *b, int secs)
 	uint32_t len;
 
 	__atomic_store_n(&b->stop, false, __ATOMIC_RELAXED);
+	__atomic_store_n(&b->received, 0, __ATOMIC_RELAXED);
 	if (pthread_create(&b->injector, NULL, inject, b))
 		die("injector thread", errno);
 	end = sim_now_ms() + secs * 1000ULL;
@@ -371,10 +417,12 @@ static unsigned long run_rx(struct bench *b, int secs)
 			got = true;
 			done++;
 		}
-		if (got)
+		if (got) {
+			__atomic_store_n(&b->received, done, __ATOMIC_RELAXED);
 			sim_kick(vq);
-		else if (sim_wait_used(vq, 100) == -EIO)
+		} else if (sim_wait_used(vq, 100) == -EIO) {
 			die("RX virtqueue error", EIO);
+		}
 	}
 	__atomic_store_n(&b->stop, true, __ATOMIC_RELAXED);
 	pthread_join(b->injector, NULL);
