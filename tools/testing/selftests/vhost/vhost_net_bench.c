@@ -73,7 +73,6 @@ struct bench {
 	/* RX: a thread injects frames into the tap while the guest receives */
 	pthread_t injector;
 	bool stop;		/* __atomic: read by the injector */
-	bool windowed;		/* injecting across a wire: INJECT_WINDOW */
 	unsigned long received;	/* __atomic: frames the guest got this run */
 	const struct workload *wl;
 	const char *driver;	/* "sim", or "sim-nic" across a wire */
@@ -277,7 +276,6 @@ static void setup(struct bench *b, const char *backend, const char *peer)
 		die(backend, errno);
 	b->inject_ifindex = b->ifindex;
 	b->driver = peer ? "sim-nic" : "sim";
-	b->windowed = peer;
 	if (peer && simnet_if_up(peer, &b->inject_ifindex))
 		die(peer, errno);
 	r = sim_mem_init(&b->s, MEM, 1);
@@ -354,7 +352,9 @@ static bool inject_may_send(struct bench *b, struct inject_window *w)
 	unsigned long got = __atomic_load_n(&b->received, __ATOMIC_RELAXED);
 	uint64_t now;
 
-	if (!b->windowed || (long)(w->sent - got) < INJECT_WINDOW)
+	/* Injecting on the backend's own interface needs no window. */
+	if (b->inject_ifindex == b->ifindex ||
+	    (long)(w->sent - got) < INJECT_WINDOW)
 		return true;
 	now = sim_now_ms();
 	if (got != w->seen) {
