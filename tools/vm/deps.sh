@@ -9,7 +9,7 @@ PACKAGES=(
 	libelf-dev libssl-dev dwarves python3 xz-utils ca-certificates
 	perl sparse
 	qemu-system-x86 busybox-static
-	iproute2 iperf3 iputils-ping
+	iproute2 iperf3 iputils-ping jq
 	gnuplot-nox
 )
 

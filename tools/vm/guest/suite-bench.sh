@@ -145,18 +145,21 @@ costs() {
 		{ for (i = 1; i <= n; i++) printf "%s=%d ", k[i], $(i + n) - $i }'
 }
 
-# iperf3 from L1's host tools; the receiver's summary line is the result.
+# iperf3 from L1's host tools, its JSON report in $IPERF_OUT (read with
+# nested_lib.sh's iperf_field, never from the text iperf3 prints).
 # One retry: under TCG the server now and then misses a control message.
+IPERF_OUT=/tmp/iperf3.json
 iperf() {
 	local try
 	for try in 1 2; do
 		# shellcheck disable=SC2086 # $CLIENT is a command prefix
-		if timeout $((SECS + 60)) chroot "$HOSTROOT" $CLIENT /usr/bin/iperf3 \
-			-c $L2_ADDR -t "$SECS" -f m "$@" > /tmp/iperf3.out 2>&1; then
-			grep -E 'sender|receiver' /tmp/iperf3.out | tail -n 2
+		if timeout $((SECS + 60)) chroot "$HOSTROOT" $CLIENT /usr/bin/iperf3 -J \
+			-c $L2_ADDR -t "$SECS" "$@" > $IPERF_OUT 2> $IPERF_OUT.err &&
+		   iperf_ok $IPERF_OUT; then
+			note "iperf3 $*: $(iperf_summary $IPERF_OUT)" >&2
 			return 0
 		fi
-		sed 's/^/# iperf3: /' /tmp/iperf3.out | tail -n 3 >&2
+		iperf_show $IPERF_OUT >&2
 		sleep 2
 	done
 	return 1
@@ -165,27 +168,23 @@ iperf() {
 # TCP: Mbit/s and the bytes the receiver got, and the sender's
 # retransmitted segments (a lossy path shows there first).
 tcp_result() {
-	awk '$NF == "sender" { retr = $(NF - 1) }
-	$NF == "receiver" { for (i = 2; i <= NF; i++) {
-		if ($i == "Mbits/sec") r = $(i - 1)
-		if ($i == "MBytes") b = $(i - 1) * 1048576
-		if ($i == "GBytes") b = $(i - 1) * 1073741824
-	} } END { printf "value=%s bytes=%d retr=%d", r, b, retr }'
+	iperf_field $IPERF_OUT '.end | "value=\(.sum_received.bits_per_second / 1e4 | floor / 100) bytes=\(.sum_received.bytes) retr=\(.sum_sent.retransmits // 0)"'
 }
 
-# UDP: datagrams received per second (total less lost, over the run).
+# UDP: datagrams received per second (sent less lost, over the run).
 udp_result() {
-	awk -v secs="$SECS" '$NF == "receiver" { for (i = 2; i <= NF; i++) if ($i ~ /^[0-9]+\/[0-9]+$/) {
-		split($i, p, "/"); got = p[2] - p[1]
-	} } END { printf "value=%d bytes=%d", got / secs, got * 64 }'
+	iperf_field $IPERF_OUT ".end.sum_received | \"value=\\((.packets - .lost_packets) / $SECS | floor) bytes=\\(.bytes)\""
 }
 
-# ping: average round trip in microseconds.
+# ping: average round trip in microseconds.  ping has no machine-readable
+# output; iputils always prints its summary in milliseconds, as
+# "rtt min/avg/max/mdev = A/B/C/D ms", and anything else is no result.
 rtt_result() {
 	# shellcheck disable=SC2086 # $CLIENT is a command prefix
 	timeout 60 chroot "$HOSTROOT" $CLIENT /usr/bin/ping -q -c 100 -i 0.02 -W 2 \
-		$L2_ADDR 2>&1 | sed -n 's/^rtt [^=]*= //p' |
-		awk -F/ '{ printf "value=%d bytes=0", $2 * 1000 }'
+		$L2_ADDR 2>&1 |
+		sed -n 's|^rtt min/avg/max/mdev = [0-9.]*/\([0-9.]*\)/[0-9.]*/[0-9.]* ms$|\1|p' |
+		awk '{ printf "value=%d bytes=0", $1 * 1000 }'
 }
 
 # measure ROW WORKLOAD REP UNIT CMD...: one run with its costs, on the
@@ -209,8 +208,8 @@ measure() {
 # the receiver collapses.
 UDP_RATE=2560K
 
-tcp() { iperf "$@" | tcp_result; }
-udp() { iperf -u -l 64 -b $UDP_RATE "$@" | udp_result; }
+tcp() { iperf "$@" && tcp_result; }
+udp() { iperf -u -l 64 -b $UDP_RATE "$@" && udp_result; }
 
 workloads() {
 	local row=$1 rep=$2

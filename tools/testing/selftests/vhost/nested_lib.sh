@@ -124,24 +124,67 @@ worker_cpu_ticks() {
 	awk '{ print $14 + $15 }' "/proc/$QEMU_PID/task/$1/stat"
 }
 
+# iperf3 runs with -J: every result is read from its JSON report by the
+# host's jq, never from the text it prints for people (whose units change
+# with the rate: Bytes, KBytes, MBytes, ...).
+#
+# iperf_field FILE FILTER: the value FILTER (jq) picks from the report in
+# FILE; fails when the report is not JSON or the value is null or false.
+iperf_field() {
+	in_host /usr/bin/jq -er "$2" < "$1" 2> /dev/null
+}
+
+# iperf_ok FILE: the report is whole and names no error.  iperf3 -J
+# exits 0 on some failures (a refused connection), so its status alone
+# does not tell.
+iperf_ok() {
+	iperf_field "$1" 'if .error then false else .end.sum_received.bytes end' \
+		> /dev/null
+}
+
+# iperf_show FILE: what a failing check prints: the report's error and
+# totals, or the raw output when it is not a JSON report at all.
+iperf_show() {
+	local summary=/tmp/iperf3.summary
+	if in_host /usr/bin/jq -c '{error, end: (.end | del(.streams))}' \
+		< "$1" > $summary 2>&1; then
+		sed 's/^/# iperf3 report: /' $summary
+	else
+		sed 's/^/# iperf3 output: /' "$1" | tail -n 20
+	fi
+	[ -s "$1.err" ] && sed 's/^/# iperf3 stderr: /' "$1.err" | tail -n 5
+	return 0
+}
+
+# iperf_summary FILE: one line for the log: the receiver's bytes and
+# rate, and the sender's retransmitted segments.
+iperf_summary() {
+	iperf_field "$1" '.end | "receiver \(.sum_received.bytes) bytes, \(.sum_received.bits_per_second / 1e6 * 100 | floor / 100) Mbit/s; sender retransmits \(.sum_sent.retransmits // "n/a")"'
+}
+
 # run_iperf FLAG NAME [PREFIX...]: an iperf3 client to L2 for $SECS
 # seconds with ${STREAMS:-1} streams, started through PREFIX (for
 # instance "ip netns exec NS"); one TAP line, and $BYTES set to what the
 # receiving side counted.
 run_iperf() {
-	local flag=$1 name=$2 out=/tmp/iperf3.out
+	local flag=$1 name=$2 out=/tmp/iperf3.json
 	shift 2
 	BYTES=0
 	# shellcheck disable=SC2086 # $flag is empty or one option
-	if ! timeout $((SECS + 60)) chroot "$HOSTROOT" "$@" /usr/bin/iperf3 \
-		-c $L2_ADDR -t "$SECS" -P "${STREAMS:-1}" $flag -f m > $out 2>&1; then
-		sed 's/^/# /' $out | tail -n 8
+	if ! timeout $((SECS + 60)) chroot "$HOSTROOT" "$@" /usr/bin/iperf3 -J \
+		-c $L2_ADDR -t "$SECS" -P "${STREAMS:-1}" $flag > $out 2> $out.err ||
+	   ! iperf_ok $out; then
+		iperf_show $out
 		fail "iperf3 $name"
 		return 1
 	fi
-	grep -E 'receiver' $out | tail -n 1 | sed 's/^/# /'
-	BYTES=$(grep -E 'receiver' $out | tail -n 1 |
-		awk '{ for (i = 1; i < NF; i++) if ($(i + 1) == "MBytes") print int($i * 1048576);
-		       else if ($(i + 1) == "GBytes") print int($i * 1073741824) }' | head -n 1)
-	check "iperf3 $name: data received" [ "${BYTES:-0}" -gt 0 ]
+	note "iperf3 $name: $(iperf_summary $out)"
+	BYTES=$(iperf_field $out '.end.sum_received.bytes | floor')
+	if [ "${BYTES:-0}" -gt 0 ] 2> /dev/null; then
+		pass "iperf3 $name: data received"
+	else
+		iperf_show $out
+		fail "iperf3 $name: data received"
+		BYTES=0
+	fi
 }
