@@ -6,7 +6,8 @@
 #     -k KERNEL     bzImage (default: the test kernel)
 #     -i INITRD     initramfs (default: the test initramfs)
 #     -o DIR        where console.log and tap.log go (default: a new dir)
-#     -t SECONDS    hard timeout (default 1800)
+#     -t SECONDS    hard timeout (default 2700: a hang-catcher, with room
+#                   for a machine half as fast as the one measured)
 #     -m MEM        guest memory (default 2G)
 #     -n            add the two hub NICs used by the mpassthru tests
 #     -q            do not echo the suite's output to stdout
@@ -19,7 +20,7 @@
 kernel=
 initrd=
 outdir=
-timeout=1800
+timeout=2700
 mem=2G
 nics=0
 quiet=0

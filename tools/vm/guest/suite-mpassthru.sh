@@ -19,7 +19,7 @@ no_pages_pinned() {
 	# Frames sent zero-copy complete when the NIC frees them.
 	while [ "$(cat $PINNED)" != 0 ] || [ "$(cat $LENT)" != 0 ]; do
 		i=$((i + 1))
-		[ "$i" -ge 50 ] && {
+		[ "$i" -ge 150 ] && {
 			note "pinned_pages: $(cat $PINNED), lent_buffers: $(cat $LENT)"
 			return 1
 		}
@@ -76,20 +76,38 @@ ns_ping() {
 		> /dev/null 2>&1
 }
 
+# wait_bound yes|no: until $BOUND is (or is no longer) bound, up to 30 s
+# (state 1 is MPASSTHRU_STATE_BOUND).
+wait_bound() {
+	local i=0
+	while :; do
+		if grep -q "^file $BOUND state 1 " /sys/kernel/debug/mpassthru/bindings; then
+			[ "$1" = yes ] && return 0
+		else
+			[ "$1" = no ] && return 0
+		fi
+		i=$((i + 1))
+		[ "$i" -ge 300 ] && return 1
+		sleep 0.1
+	done
+}
+
 lockout() {
 	local holder r=0
 	ip addr add 10.77.0.1/24 dev $BOUND || return 1
 	ns_ping 10.77.0.1 || { note "no ping before binding"; r=1; }
-	(exec /selftests/mpassthru-run --no-vhost $BOUND -- sleep 60) &
+	(exec /selftests/mpassthru-run --no-vhost $BOUND -- sleep 600) &
 	holder=$!
-	sleep 2
-	if ns_ping 10.77.0.1; then
+	if ! wait_bound yes; then
+		note "$BOUND never showed as bound"
+		r=1
+	elif ns_ping 10.77.0.1; then
 		note "the host stack answered through a bound NIC"
 		r=1
 	fi
 	kill $holder
 	wait $holder 2>/dev/null
-	sleep 1
+	wait_bound no || { note "$BOUND still bound after its holder exited"; r=1; }
 	ns_ping 10.77.0.1 || { note "no ping after the binding ended"; r=1; }
 	ip addr del 10.77.0.1/24 dev $BOUND
 	return $r

@@ -62,6 +62,11 @@ counted_iperf() {
 	check "$2: mpassthru $3 counted all bytes" [ $((c1 - c0)) -ge "$BYTES" ]
 }
 
+# tx_grew BEFORE BYTES: the guest has sent BYTES more than BEFORE.
+tx_grew() {
+	[ $(($(mp_counter tx_bytes) - $1)) -gt "$2" ]
+}
+
 nic_free() {
 	/selftests/mpassthru-run --no-vhost "$bound" -- true
 }
@@ -108,7 +113,9 @@ if boot_mp_l2 on; then
 	# SIGKILL in the middle of a stream: the binding ends with the fd.
 	in_host_bg /usr/sbin/ip netns exec "$ns" /usr/bin/iperf3 -c $L2_ADDR -t 60 -R
 	iperf_pid=$!
-	sleep 6
+	tx0=$(mp_counter tx_bytes)
+	check "guest to peer stream running before the kill (100 kB sent)" \
+		wait_for 60 tx_grew "$tx0" 100000
 	kill -9 "$QEMU_PID"
 	check "QEMU killed mid-stream exited" wait_for 30 sh -c "[ ! -d /proc/$QEMU_PID ]"
 	wait "$QEMU_PID" 2>/dev/null

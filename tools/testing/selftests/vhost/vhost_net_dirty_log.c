@@ -165,6 +165,23 @@ static void expect_range(struct dlog *t, uint64_t gpa, uint64_t len)
 		t->expect[pfn] = true;
 }
 
+static bool logged(struct dlog *t, uint64_t pfn)
+{
+	return __atomic_load_n(&t->bitmap[pfn / 8], __ATOMIC_ACQUIRE) &
+	       (1U << (pfn % 8));
+}
+
+/* Until every page expected is logged, or @ms pass; the caller judges. */
+static void wait_logged(struct dlog *t, unsigned int ms)
+{
+	uint64_t end = sim_now_ms() + ms, pfn, npfn = t->bitmap_len * 8;
+
+	for (pfn = 0; pfn < npfn; pfn++) {
+		while (t->expect[pfn] && !logged(t, pfn) && sim_now_ms() < end)
+			usleep(1000);
+	}
+}
+
 FIXTURE_SETUP(dlog)
 {
 	struct dlog *t = &self->t;
@@ -418,17 +435,19 @@ TEST_F_TIMEOUT(dlog, traffic, 120)
 	}
 	ASSERT_EQ(NFRAMES, got);
 
-	/* The used index is logged right after it is written: let it land. */
-	usleep(200 * 1000);
+	expect_range(t, used_gpa(rxq), used_bytes(rxq));
+	if (variant->tx_log)
+		expect_range(t, used_gpa(txq), used_bytes(txq));
+	/*
+	 * The used index is logged just after the guest can see it: wait
+	 * for the log to cover every page expected, then judge it whole.
+	 */
+	wait_logged(t, WAIT_MS);
 
 	ASSERT_EQ((ssize_t)sizeof(v), read(t->log_fd, &v, sizeof(v))) {
 		TH_LOG("the log eventfd was not signalled");
 	}
 	ASSERT_LT(0, v);
-
-	expect_range(t, used_gpa(rxq), used_bytes(rxq));
-	if (variant->tx_log)
-		expect_range(t, used_gpa(txq), used_bytes(txq));
 
 	nbits = t->bitmap_len * 8;
 	for (i = 0; i < nbits; i++) {

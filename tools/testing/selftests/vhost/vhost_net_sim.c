@@ -1043,7 +1043,8 @@ static void rx_wait_lent(struct simnet *t)
 
 	if (t->be != BE_MPASSTHRU || t->rx_copy)
 		return;
-	for (i = 0; i < 100 && mpt_dbg_field(t->lower, "rx_lent") <= 0; i++)
+	for (i = 0; i < WAIT_MS / 50 && mpt_dbg_field(t->lower, "rx_lent") <= 0;
+	     i++)
 		usleep(50000);
 }
 
