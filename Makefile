@@ -9,6 +9,7 @@
 #   make modules     out-of-tree build of our modules, KDIR=<kernel build dir>
 #   make reference   upstream's drivers/vhost as external modules
 #   make check       everything above, then the whole test suite in VMs
+#   make check-reference  the parity suites against upstream's vhost_net
 #   make run         the demo: boot a VM, load vhost_net, run a nested guest
 #   make bench       every datapath side by side in one VM: BENCHMARKS.md
 
@@ -16,7 +17,7 @@ VM := tools/vm
 KDIR ?= /lib/modules/$(shell uname -r)/build
 
 .PHONY: all deps kernel kernel-test kernel-bench modules reference selftests \
-	initramfs check run bench clean-modules
+	initramfs check check-reference run bench clean-modules
 
 all: modules
 
@@ -54,6 +55,10 @@ initramfs: reference selftests
 
 check: deps
 	@$(VM)/check.sh
+
+# The basic, sim and e2e suites again, against upstream's modules.
+check-reference: deps
+	@$(VM)/check.sh reference
 
 run: deps
 	@$(VM)/demo.sh

@@ -3,7 +3,17 @@
 # "make check": build everything, run every suite in its VM, print one
 # TAP stream numbered across all of them, and close with the line
 # "N passed, N failed, N skipped".  Exit status is non-zero on any failure.
+#
+# check.sh reference ("make check-reference"): the same build, then the
+# suites that hold both implementations to one behaviour (basic, sim,
+# e2e), run against upstream's reference modules instead of ours.
 . "$(dirname "$0")/lib.sh"
+
+MODE=${1:-ours}
+case "$MODE" in
+ours | reference) ;;
+*) die "usage: check.sh [ours|reference]" ;;
+esac
 
 RUNS="$CACHE/runs"
 n=0
@@ -187,6 +197,12 @@ if ! "$REPO/tools/vm/build-all.sh" test bench; then
 	finish
 fi
 result ok "build kernels, modules, selftests and initramfs"
+if [ "$MODE" = reference ]; then
+	for suite in basic sim e2e; do
+		run_suite "$suite" test -a reference
+	done
+	finish
+fi
 checkpatch
 series_checkpatch
 series_check

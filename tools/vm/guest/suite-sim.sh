@@ -1,10 +1,13 @@
 #!/bin/sh
 # SPDX-License-Identifier: GPL-2.0
 # The userspace virtio-net guest against tap, macvtap and AF_PACKET
-# backends, every byte checked, run against both implementations so they
-# are held to one behaviour; then the same guest misbehaving, dirty
+# backends, every byte checked; then the same guest misbehaving, dirty
 # logging, and zero-copy transmit against a NIC that holds its skbs.
+# Against our vhost_net, or with the argument "reference" (make
+# check-reference) against upstream's, so both are held to one behaviour.
 . /selftests/vm_lib.sh
+
+IMPLS=$(impls_of "${1:-}") || { fail "suite argument '$1'"; exit 1; }
 
 # netem holds every frame this long in the zero-copy test.
 ZC_DELAY_MS=12000
@@ -42,7 +45,7 @@ setup_net() {
 group "network for the backends"
 check "veth pairs, macvtap, bridge with netem" setup_net
 
-for impl in ours reference; do
+for impl in $IMPLS; do
 	group "guest simulator ($impl)"
 	if ! impl_available "$impl"; then
 		skip "vhost_net_sim ($impl)" "$impl vhost_net not built yet"
@@ -58,7 +61,7 @@ for impl in ours reference; do
 done
 
 # Malformed rings from the guest, and dirty-page logging after traffic.
-for impl in ours reference; do
+for impl in $IMPLS; do
 	impl_available "$impl" || continue
 	export VHOST_IMPL=$impl
 	for prog in vhost_net_guest_errors vhost_net_dirty_log; do
@@ -71,7 +74,7 @@ done
 
 # Zero-copy transmit: ours as it loads by default, the reference with
 # its zero-copy switched on.
-for impl in ours reference; do
+for impl in $IMPLS; do
 	impl_available "$impl" || continue
 	export VHOST_IMPL=$impl
 	group "vhost_net_zcopy_stall ($impl)"

@@ -50,6 +50,18 @@ impl_available() {
 	esac
 }
 
+# impls_of ARG: the implementations a suite runs against.  "make check"
+# runs ours (ARG empty or "ours"); "make check-reference" repeats the same
+# suites against upstream's ("reference"); "both" runs one after the other.
+impls_of() {
+	case "${1:-ours}" in
+	ours) echo ours ;;
+	reference) echo reference ;;
+	both) echo ours reference ;;
+	*) return 1 ;;
+	esac
+}
+
 unload_vhost() {
 	local m
 	for m in vhost_net vhost vhost_iotlb; do
