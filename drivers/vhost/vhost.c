@@ -1142,8 +1142,12 @@ static int vmp_vq_write_used(struct vmp_vq *vq)
 int vmp_vq_add_used(struct vmp_vq *vq, const struct vring_used_elem *elems,
 		    unsigned int n)
 {
-	if (WARN_ON_ONCE(n > vq->pending_cap))
+	/* More than the ring holds cannot become visible together. */
+	if (n > vq->pending_cap) {
+		vmp_vq_fail(vq, "%u used entries at once, the ring holds %u",
+			    n, vq->pending_cap);
 		return -EINVAL;
+	}
 	if (vq->nr_pending + n > vq->pending_cap && vmp_vq_write_used(vq)) {
 		vmp_vq_fail(vq, "cannot write used ring");
 		return -EFAULT;
@@ -1153,6 +1157,36 @@ int vmp_vq_add_used(struct vmp_vq *vq, const struct vring_used_elem *elems,
 	return 0;
 }
 EXPORT_SYMBOL_GPL(vmp_vq_add_used);
+
+/**
+ * vmp_vq_add_used_each - queue used entries that each stand alone
+ * @vq: virtqueue, mutex held
+ * @elems: entries, made with vmp_used_elem()
+ * @n: how many, any number
+ *
+ * For entries that are not parts of one packet (buffers a backend hands
+ * back one by one): they may become visible in several steps, so a ring
+ * smaller than @n takes them all.
+ *
+ * Return: 0, or a negative errno after failing the ring.
+ */
+int vmp_vq_add_used_each(struct vmp_vq *vq,
+			 const struct vring_used_elem *elems, unsigned int n)
+{
+	unsigned int k;
+	int r;
+
+	if (n && !vq->pending_cap)
+		return -EINVAL;
+	for (; n; n -= k, elems += k) {
+		k = min(n, vq->pending_cap);
+		r = vmp_vq_add_used(vq, elems, k);
+		if (r)
+			return r;
+	}
+	return 0;
+}
+EXPORT_SYMBOL_GPL(vmp_vq_add_used_each);
 
 /* Decide whether the guest wants an interrupt for what we just used. */
 static bool vmp_vq_want_signal(struct vmp_vq *vq)

@@ -270,6 +270,8 @@ void vmp_vq_unget(struct vmp_vq *vq, unsigned int n);
 bool vmp_vq_avail_empty(struct vmp_vq *vq);
 int vmp_vq_add_used(struct vmp_vq *vq, const struct vring_used_elem *elems,
 		    unsigned int n);
+int vmp_vq_add_used_each(struct vmp_vq *vq,
+			 const struct vring_used_elem *elems, unsigned int n);
 void vmp_vq_publish(struct vmp_vq *vq);
 void vmp_vq_notify_off(struct vmp_vq *vq);
 bool vmp_vq_notify_on(struct vmp_vq *vq);
