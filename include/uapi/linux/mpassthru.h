@@ -86,7 +86,7 @@ struct mpassthru_info {
 	struct mpassthru_stats stats;
 };
 
-#define MPASSTHRU_IOC_MAGIC	0xB6
+#define MPASSTHRU_IOC_MAGIC	0xB9	/* ioctl-number.rst: 0xB9 00-0F */
 
 #define MPASSTHRU_BIND		_IOW(MPASSTHRU_IOC_MAGIC, 0x00, struct mpassthru_bind)
 #define MPASSTHRU_UNBIND	_IO(MPASSTHRU_IOC_MAGIC, 0x01)

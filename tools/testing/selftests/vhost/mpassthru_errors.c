@@ -59,8 +59,27 @@ TEST(abi_layout)
 	EXPECT_EQ(24U, offsetof(struct mpassthru_info, ifname));
 	EXPECT_EQ(40U, offsetof(struct mpassthru_info, stats));
 	EXPECT_EQ(88U, sizeof(struct mpassthru_stats));
-	EXPECT_EQ(0x4018b600U, (unsigned int)MPASSTHRU_BIND);
-	EXPECT_EQ(0x8080b602U, (unsigned int)MPASSTHRU_GET_INFO);
+	/* 0xB9 is ours in ioctl-number.rst (0xB6 is fpga-dfl's). */
+	EXPECT_EQ(0x4018b900U, (unsigned int)MPASSTHRU_BIND);
+	EXPECT_EQ(0x0000b901U, (unsigned int)MPASSTHRU_UNBIND);
+	EXPECT_EQ(0x8080b902U, (unsigned int)MPASSTHRU_GET_INFO);
+}
+
+/*
+ * fpga-dfl's first ioctls (DFL_FPGA_GET_API_VERSION, and
+ * DFL_FPGA_CHECK_EXTENSION, which MPASSTHRU_UNBIND once equalled) mean
+ * nothing to us: ENOTTY, and a bound file stays bound.
+ */
+TEST(foreign_ioctl_numbers)
+{
+	int fd = mp_open();
+
+	ASSERT_LE(0, fd);
+	EXPECT_EQ(-1, ioctl(fd, _IO(0xB6, 0x00)));
+	EXPECT_EQ(ENOTTY, errno);
+	EXPECT_EQ(-1, ioctl(fd, _IO(0xB6, 0x01), 0UL));
+	EXPECT_EQ(ENOTTY, errno);
+	close(fd);
 }
 
 TEST(unbound_info)
