@@ -12,10 +12,11 @@
  * are then attached to the skb, and vhost-net learns through our
  * completion when the device has let go of them.
  *
- * Receive copies today: frames wait on the socket's receive queue until
- * the reader copies them into its buffers.  The zero-copy receive path
- * (the NIC writing into posted guest buffers) replaces the queue's
- * producer and the copy, not this file's interfaces; see
+ * Receive copies by default: frames wait on the socket's receive queue
+ * until the reader copies them into its buffers.  With the net/core
+ * page-constructor series, vhost-net posts the guest's receive buffers
+ * through the posted-receive protocol we register with it (struct
+ * vmp_rx_post_ops), and the NIC writes frames straight into them; see
  * Documentation/mpassthru.rst.
  *
  * Locking: a binding is made and undone under RTNL, which also serialises
@@ -33,7 +34,7 @@
 #include <linux/miscdevice.h>
 #include <linux/mm.h>
 #include <linux/module.h>
-#include <linux/mpassthru.h>
+#include <linux/vmp_net_backend.h>
 #include <linux/netdevice.h>
 #include <linux/poll.h>
 #include <linux/rtnetlink.h>
@@ -49,6 +50,7 @@
 #include <net/page_ctor.h>
 #endif
 #include <net/sock.h>
+#include <uapi/linux/mpassthru.h>
 
 /* Frames waiting for the reader; beyond this they are dropped. */
 #define MP_RX_QUEUE_LEN		1024
@@ -74,6 +76,8 @@
 #define MP_RXBUF_SEGS		8
 /* Posted buffers the driver leaves for frames that land in host memory. */
 #define MP_RX_COPY_RESERVE	4
+/* How long the end of a posting period waits for buffers the stack holds. */
+#define MP_RX_STOP_WAIT_MS	250
 
 /* In the order of struct mpassthru_stats. */
 enum {
@@ -92,6 +96,13 @@ enum {
 };
 
 struct mp_file;
+
+/* What we keep in skb->cb of a frame on our receive queue. */
+struct mp_skb_cb {
+	bool in_place;	/* in a guest buffer, delivered where it lies */
+};
+
+#define MP_SKB_CB(skb)	((struct mp_skb_cb *)(skb)->cb)
 
 #if IS_ENABLED(CONFIG_NET_PAGE_CTOR)
 /**
@@ -112,15 +123,17 @@ struct mp_rxseg {
  * @node: in one of the file's rx lists
  * @head: the guest's descriptor chain
  * @hdr_len: room for the virtio-net header at the start
+ * @gen: the posting period it was posted in
  * @nr_segs: valid entries of @segs
  * @segs: the whole buffer, header room first
  * @delivered: the frame in it went to the guest; unpin and forget it
  *
- * Pinned from mpassthru_rx_post() until delivered or returned.
+ * Pinned from mp_rx_post() until delivered or returned.
  */
 struct mp_rxbuf {
 	struct netdev_page_ctor_buf cb;
 	struct list_head node;
+	u32 gen;
 	u16 head;
 	u16 hdr_len;
 	unsigned int nr_segs;
@@ -131,15 +144,26 @@ struct mp_rxbuf {
 /**
  * struct mp_rx_zc - zero-copy receive state of a file
  * @ctor: lends @ready buffers to the bound device's driver
- * @lock: protects the lists and @posted (taken from softirq, IRQs off)
+ * @lock: protects the lists and the period's fields below (taken from
+ *	softirq, IRQs off)
  * @ready: pinned buffers the driver may take
  * @nr_ready: entries on @ready
- * @done: delivered buffers still to unpin (process context)
+ * @done: buffers to unpin and forget (process context): delivered, or
+ *	of a period that ended before they came back
  * @returned: buffers given back unfilled, pages already unpinned
- * @posted: buffers on @ready or lent
+ * @owner: the vhost-net ring that claimed posted receive, or NULL
+ * @gen: the current posting period; a buffer of another is stale
+ * @stopping: no period runs: buffers come back, none go out
+ * @out: buffers of this period in the driver or in the stack
+ * @posted: buffers of this period not yet reported
  * @attached: @ctor is attached to the device (RTNL)
  * @refused: the device's driver cannot take lent buffers (RTNL)
  * @too_small: guest buffers refused because a frame would not fit
+ * @stale: buffers that came back after their period ended
+ *
+ * A period runs from the first post after a claim or a stop to the next
+ * stop; every buffer posted in it is reported once, by a reap, or never
+ * when it outlives the period (the stack held on to its frame).
  */
 struct mp_rx_zc {
 	struct netdev_page_ctor ctor;
@@ -148,10 +172,15 @@ struct mp_rx_zc {
 	unsigned int nr_ready;
 	struct list_head done;
 	struct list_head returned;
+	const void *owner;
+	u32 gen;
+	bool stopping;
+	unsigned int out;
 	unsigned int posted;
 	bool attached;
 	bool refused;
 	atomic64_t too_small;
+	atomic64_t stale;
 };
 
 #endif
@@ -282,6 +311,20 @@ static bool mp_skb_in_guest(struct mp_file *mf, struct sk_buff *skb)
 }
 #endif
 
+/*
+ * A frame in a guest buffer goes to the guest where it lies, only when it
+ * needs nothing done to it first: no VLAN tag to put back, no checksum the
+ * guest cannot finish, no segmentation.  Otherwise it is handled, and
+ * then copied, like a frame in host memory.
+ */
+static bool mp_frame_in_place(struct sk_buff *skb,
+			      netdev_features_t features)
+{
+	return !skb_vlan_tag_present(skb) && !netif_needs_gso(skb, features) &&
+	       (skb->ip_summed != CHECKSUM_PARTIAL ||
+		(features & NETIF_F_CSUM_MASK));
+}
+
 static void mp_queue_rx(struct mp_file *mf, struct sk_buff *skb)
 {
 	struct sk_buff_head *q = &mf->sk.sk_receive_queue;
@@ -292,6 +335,12 @@ static void mp_queue_rx(struct mp_file *mf, struct sk_buff *skb)
 		return;
 	}
 	skb_queue_tail(q, skb);
+}
+
+static void mp_queue_in_place(struct mp_file *mf, struct sk_buff *skb)
+{
+	MP_SKB_CB(skb)->in_place = true;
+	mp_queue_rx(mf, skb);
 }
 
 /* Segment what the reader cannot take whole, then queue it. */
@@ -334,9 +383,10 @@ static rx_handler_result_t mp_handle_frame(struct sk_buff **pskb)
 		goto dropped;
 	skb_orphan(skb);
 	skb_push(skb, ETH_HLEN);
+	MP_SKB_CB(skb)->in_place = false;
 	/* Already in a guest buffer, as it was on the wire. */
-	if (mp_skb_in_guest(mf, skb)) {
-		mp_queue_rx(mf, skb);
+	if (mp_skb_in_guest(mf, skb) && mp_frame_in_place(skb, features)) {
+		mp_queue_in_place(mf, skb);
 		goto queued;
 	}
 	/* The reader sees the frame as it was on the wire. */
@@ -611,10 +661,11 @@ static struct netdev_page_ctor_buf *mp_zc_get_buf(struct netdev_page_ctor *ctor)
 	unsigned long flags;
 
 	spin_lock_irqsave(&mf->zc.lock, flags);
-	if (mf->zc.nr_ready > MP_RX_COPY_RESERVE) {
+	if (!mf->zc.stopping && mf->zc.nr_ready > MP_RX_COPY_RESERVE) {
 		rb = list_first_entry(&mf->zc.ready, struct mp_rxbuf, node);
 		list_del(&rb->node);
 		mf->zc.nr_ready--;
+		mf->zc.out++;
 	}
 	spin_unlock_irqrestore(&mf->zc.lock, flags);
 	if (!rb)
@@ -625,14 +676,34 @@ static struct netdev_page_ctor_buf *mp_zc_get_buf(struct netdev_page_ctor *ctor)
 	return &rb->cb;
 }
 
+/*
+ * Where a buffer goes when the driver or the stack lets go of it: to be
+ * unpinned when its frame went to the guest or its period is over, else
+ * back among the ready ones.  zc.lock held.
+ */
+static struct list_head *mp_zc_home(struct mp_file *mf, struct mp_rxbuf *rb)
+{
+	if (rb->gen != mf->zc.gen) {
+		atomic64_inc(&mf->zc.stale);
+		return &mf->zc.done;
+	}
+	mf->zc.out--;
+	if (rb->delivered)
+		return &mf->zc.done;
+	mf->zc.nr_ready++;
+	return &mf->zc.ready;
+}
+
 static void mp_zc_put_buf(struct netdev_page_ctor *ctor,
 			  struct netdev_page_ctor_buf *cb)
 {
 	struct mp_file *mf = container_of(ctor, struct mp_file, zc.ctor);
 	struct mp_rxbuf *rb = container_of(cb, struct mp_rxbuf, cb);
+	unsigned long flags;
 
-	/* Unfilled, or its frame was dropped: the guest buffer is still free. */
-	mp_zc_add(mf, rb, rb->delivered ? &mf->zc.done : &mf->zc.ready);
+	spin_lock_irqsave(&mf->zc.lock, flags);
+	list_add_tail(&rb->node, mp_zc_home(mf, rb));
+	spin_unlock_irqrestore(&mf->zc.lock, flags);
 	atomic_long_dec(&mp_lent_bufs);
 	sock_put(&mf->sk);
 }
@@ -642,20 +713,27 @@ static const struct netdev_page_ctor_ops mp_rx_ctor_ops = {
 	.put_buf = mp_zc_put_buf,
 };
 
-/* Unpin delivered buffers; process context. */
-static void mp_zc_unpin_done(struct mp_file *mf)
+static void mp_zc_free_list(struct mp_file *mf, struct list_head *list,
+			    bool dirty)
 {
 	struct mp_rxbuf *rb, *tmp;
+
+	list_for_each_entry_safe(rb, tmp, list, node) {
+		mp_rxbuf_unpin(mf, rb, dirty);
+		kfree(rb);
+	}
+}
+
+/* Unpin delivered and stale buffers; process context. */
+static void mp_zc_unpin_done(struct mp_file *mf)
+{
 	unsigned long flags;
 	LIST_HEAD(list);
 
 	spin_lock_irqsave(&mf->zc.lock, flags);
 	list_splice_init(&mf->zc.done, &list);
 	spin_unlock_irqrestore(&mf->zc.lock, flags);
-	list_for_each_entry_safe(rb, tmp, &list, node) {
-		mp_rxbuf_unpin(mf, rb, true);
-		kfree(rb);
-	}
+	mp_zc_free_list(mf, &list, true);
 }
 
 /* Give every buffer not lent back to the guest, unfilled. */
@@ -667,6 +745,28 @@ static void mp_zc_return_ready(struct mp_file *mf)
 		mp_rxbuf_unpin(mf, rb, false);
 		mp_zc_add(mf, rb, &mf->zc.returned);
 	}
+}
+
+/*
+ * End the period, if one runs, and start the next one (or none, with
+ * @stop): what it left on our lists is never reported, and buffers still
+ * out become stale.  Process context.
+ */
+static void mp_zc_next_period(struct mp_file *mf, bool stop)
+{
+	unsigned long flags;
+	LIST_HEAD(old);
+
+	spin_lock_irqsave(&mf->zc.lock, flags);
+	mf->zc.gen++;
+	mf->zc.stopping = stop;
+	mf->zc.out = 0;
+	mf->zc.posted = 0;
+	list_splice_init(&mf->zc.ready, &old);
+	list_splice_init(&mf->zc.returned, &old);
+	mf->zc.nr_ready = 0;
+	spin_unlock_irqrestore(&mf->zc.lock, flags);
+	mp_zc_free_list(mf, &old, false);
 }
 
 /* Take the lent buffers back from the driver; RTNL held. */
@@ -716,91 +816,133 @@ static int mp_zc_room(struct mp_file *mf, size_t hdr_len)
 	return room;
 }
 
-/**
- * mpassthru_rx_zerocopy - whether posting receive buffers can pay off
- * @sock: an mpassthru socket
- *
- * Return: true when the file is bound to a device whose driver takes
- * lent buffers and has not refused them, or still holds posted buffers.
+/* ---- the posted-receive protocol vhost-net drives ------------------------ */
+
+/*
+ * A ring this small would leave the device no buffer at all beside the
+ * reserve: with nothing to receive into it would stop receiving, and a
+ * switch (or QEMU's hub) in front of it would stall.  It receives by copy.
  */
-bool mpassthru_rx_zerocopy(struct socket *sock)
+#define MP_RX_MIN_RING		(2 * MP_RX_COPY_RESERVE)
+
+static int mp_rx_claim(struct socket *sock, const void *owner,
+		       unsigned int ring_size)
+{
+	struct mp_file *mf = mp_from_sock(sock);
+	unsigned long flags;
+	int err = 0;
+
+	if (ring_size <= MP_RX_MIN_RING)
+		return -ENOBUFS;
+	spin_lock_irqsave(&mf->zc.lock, flags);
+	if (mf->zc.owner && mf->zc.owner != owner)
+		err = -EBUSY;
+	else
+		mf->zc.owner = owner;
+	spin_unlock_irqrestore(&mf->zc.lock, flags);
+	return err;
+}
+
+static void mp_rx_release(struct socket *sock, const void *owner)
+{
+	struct mp_file *mf = mp_from_sock(sock);
+
+	if (READ_ONCE(mf->zc.owner) != owner)
+		return;
+	mp_zc_next_period(mf, true);
+	mp_zc_unpin_done(mf);
+	WRITE_ONCE(mf->zc.owner, NULL);
+}
+
+/* Bound to a device whose driver takes lent buffers and has not refused. */
+static bool mp_rx_usable(struct socket *sock)
 {
 	struct mp_file *mf = mp_from_sock(sock);
 	struct mp_port *port;
-	bool zc;
+	bool usable;
 
-	if (READ_ONCE(mf->zc.posted))
-		return true;
 	rcu_read_lock();
 	port = rcu_dereference(mf->port);
-	zc = port && port->dev->netdev_ops->ndo_page_ctor_set &&
-	     !READ_ONCE(mf->zc.refused);
+	usable = port && port->dev->netdev_ops->ndo_page_ctor_set &&
+		 !READ_ONCE(mf->zc.refused);
 	rcu_read_unlock();
-	return zc;
+	return usable;
 }
-EXPORT_SYMBOL_GPL(mpassthru_rx_zerocopy);
 
-/**
- * mpassthru_rx_post - lend one guest receive buffer to the device
- * @sock: an mpassthru socket
- * @iov: the buffer, user addresses of the current mm
- * @niov: entries in @iov
- * @head: the guest's descriptor, reported back by mpassthru_rx_reap()
- * @hdr_len: virtio-net header in front of the frame
- *
- * The buffer is pinned until the frame written into it is reaped or it is
- * given back.  Process context.
- *
- * Return: 0; -ENOSPC when enough buffers are posted; -EMSGSIZE when the
- * buffer cannot hold every frame in place (use the copy path);
- * -EOPNOTSUPP when the driver takes no lent buffers; -EFAULT; -ENOMEM;
- * or -ENXIO/-ENODEV when not bound.
- */
-int mpassthru_rx_post(struct socket *sock, const struct iovec *iov,
-		      unsigned int niov, u16 head, size_t hdr_len)
+/* A buffer of @hdr_len header room and the chain @iov, pinned, or -errno. */
+static struct mp_rxbuf *mp_rxbuf_make(struct mp_file *mf,
+				      const struct iovec *iov,
+				      unsigned int niov, u16 head,
+				      size_t hdr_len)
 {
-	struct mp_file *mf = mp_from_sock(sock);
 	struct mp_rxbuf *rb;
 	int room, err;
 
-	if (!hdr_len || hdr_len > MP_MAX_VNET_HDR)
-		return -EOPNOTSUPP;
 	room = mp_zc_room(mf, hdr_len);
 	if (room < 0)
-		return room;
-	if (READ_ONCE(mf->zc.posted) >= MP_RX_POST_MAX)
-		return -ENOSPC;
+		return ERR_PTR(room);
 	rb = kzalloc(sizeof(*rb), GFP_KERNEL_ACCOUNT);
 	if (!rb)
-		return -ENOMEM;
+		return ERR_PTR(-ENOMEM);
 	rb->head = head;
 	rb->hdr_len = hdr_len;
 	err = mp_rxbuf_pin(mf, rb, iov, niov, room);
 	if (!err)
 		err = mp_rxbuf_layout(rb);
-	if (!err)
-		err = mp_zc_attach(mf);
 	if (err) {
 		if (err == -EMSGSIZE)
 			atomic64_inc(&mf->zc.too_small);
 		mp_rxbuf_unpin(mf, rb, false);
 		kfree(rb);
+		return ERR_PTR(err);
+	}
+	return rb;
+}
+
+/*
+ * Lend one guest receive buffer to the device, pinned until the frame
+ * written into it is reaped or it is given back.  The first post after a
+ * stop starts a new period.
+ */
+static int mp_rx_post(struct socket *sock, const struct iovec *iov,
+		      unsigned int niov, u16 head, size_t hdr_len)
+{
+	struct mp_file *mf = mp_from_sock(sock);
+	struct mp_rxbuf *rb;
+	unsigned long flags;
+	int err;
+
+	if (!hdr_len || hdr_len > MP_MAX_VNET_HDR)
+		return -EOPNOTSUPP;
+	if (READ_ONCE(mf->zc.posted) >= MP_RX_POST_MAX)
+		return -ENOSPC;
+	if (READ_ONCE(mf->zc.stopping)) {
+		mp_zc_next_period(mf, false);
+		mp_zc_unpin_done(mf);
+	}
+	rb = mp_rxbuf_make(mf, iov, niov, head, hdr_len);
+	if (IS_ERR(rb))
+		return PTR_ERR(rb);
+	err = mp_zc_attach(mf);
+	if (err) {
+		mp_rxbuf_unpin(mf, rb, false);
+		kfree(rb);
 		return err;
 	}
-	WRITE_ONCE(mf->zc.posted, mf->zc.posted + 1);
-	mp_zc_add(mf, rb, &mf->zc.ready);
+	spin_lock_irqsave(&mf->zc.lock, flags);
+	rb->gen = mf->zc.gen;
+	mf->zc.posted++;
+	list_add_tail(&rb->node, &mf->zc.ready);
+	mf->zc.nr_ready++;
+	spin_unlock_irqrestore(&mf->zc.lock, flags);
 	/* An unbind that ran meanwhile missed this one. */
 	if (READ_ONCE(mf->state) != MPASSTHRU_STATE_BOUND)
 		mp_zc_return_ready(mf);
 	return 0;
 }
-EXPORT_SYMBOL_GPL(mpassthru_rx_post);
 
-/**
- * mpassthru_rx_kick - tell the driver that posted buffers are ready
- * @sock: an mpassthru socket
- */
-void mpassthru_rx_kick(struct socket *sock)
+/* Tell the driver that posted buffers are ready. */
+static void mp_rx_kick(struct socket *sock)
 {
 	struct mp_file *mf = mp_from_sock(sock);
 
@@ -809,26 +951,35 @@ void mpassthru_rx_kick(struct socket *sock)
 		netdev_page_ctor_wakeup(&mf->zc.ctor);
 	rcu_read_unlock();
 }
-EXPORT_SYMBOL_GPL(mpassthru_rx_kick);
 
-/* Put a received frame into a posted buffer: in place, or by copy. */
-static int mp_zc_deliver(struct mp_file *mf, struct sk_buff *skb,
-			 struct mpassthru_rx_done *done)
+/* The buffer @skb lies in, when it is to be delivered where it lies. */
+static struct mp_rxbuf *mp_zc_in_place(struct mp_file *mf, struct sk_buff *skb)
 {
-	struct mp_rxbuf *rb = mp_rxbuf_of(mf, skb);
+	return MP_SKB_CB(skb)->in_place ? mp_rxbuf_of(mf, skb) : NULL;
+}
+
+/*
+ * Put a received frame into a posted buffer: where it lies, or by copy
+ * into a ready one.  A frame whose buffer outlived its period is dropped.
+ */
+static int mp_zc_deliver(struct mp_file *mf, struct sk_buff *skb,
+			 struct vmp_rx_done *done)
+{
+	struct mp_rxbuf *rb = mp_zc_in_place(mf, skb);
 	unsigned int len = rb ? rb->cb.frame_len : skb->len;
 	bool copy = !rb;
 	int err = -ENOBUFS;
 
-	if (copy)
+	if (rb && rb->gen != READ_ONCE(mf->zc.gen))
+		rb = NULL;
+	else if (copy)
 		rb = mp_zc_take_ready(mf);
 	if (rb && copy)
 		err = mp_rxbuf_copy_skb(rb, skb, 0, rb->hdr_len, len);
 	else if (rb)
 		err = 0;
 	if (!err)
-		err = mp_rxbuf_put_hdr(rb, skb, copy || !skb_vlan_tag_present(skb) ?
-				       0 : VLAN_HLEN);
+		err = mp_rxbuf_put_hdr(rb, skb, 0);
 	if (err) {
 		if (copy && rb)
 			mp_zc_add(mf, rb, &mf->zc.ready);
@@ -852,7 +1003,7 @@ static int mp_zc_deliver(struct mp_file *mf, struct sk_buff *skb,
 }
 
 static unsigned int mp_zc_take_returned(struct mp_file *mf,
-					struct mpassthru_rx_done *done,
+					struct vmp_rx_done *done,
 					unsigned int max)
 {
 	struct mp_rxbuf *rb;
@@ -872,96 +1023,130 @@ static unsigned int mp_zc_take_returned(struct mp_file *mf,
 	return n;
 }
 
-/**
- * mpassthru_rx_reap - posted buffers that are the guest's again
- * @sock: an mpassthru socket
- * @done: filled with the descriptor and the bytes written (header
- *	included) of each; 0 bytes for a buffer given back unfilled
- * @max: room in @done
- *
- * Frames received into host memory are copied into a posted buffer that
- * the driver has not taken.  Process context, serialised by the caller.
- *
- * Return: the number of entries filled.
+/*
+ * The next frame to put into a posted buffer.  While no period runs, only
+ * frames that lie in one as they are to be delivered: the others wait for
+ * the copy path.
  */
-int mpassthru_rx_reap(struct socket *sock, struct mpassthru_rx_done *done,
+static struct sk_buff *mp_zc_next_frame(struct mp_file *mf)
+{
+	struct sk_buff_head *q = &mf->sk.sk_receive_queue;
+	struct sk_buff *skb, *tmp;
+	unsigned long flags;
+
+	if (!READ_ONCE(mf->zc.stopping))
+		return READ_ONCE(mf->zc.attached) ? skb_dequeue(q) : NULL;
+	spin_lock_irqsave(&q->lock, flags);
+	skb_queue_walk_safe(q, skb, tmp) {
+		if (mp_zc_in_place(mf, skb)) {
+			__skb_unlink(skb, q);
+			spin_unlock_irqrestore(&q->lock, flags);
+			return skb;
+		}
+	}
+	spin_unlock_irqrestore(&q->lock, flags);
+	return NULL;
+}
+
+/*
+ * Posted buffers that are the guest's again: filled (header included in
+ * the length) or, with 0 bytes, given back unfilled.  Frames received
+ * into host memory are copied into a posted buffer the driver has not
+ * taken.
+ */
+static int mp_rx_reap(struct socket *sock, struct vmp_rx_done *done,
 		      unsigned int max)
 {
 	struct mp_file *mf = mp_from_sock(sock);
 	unsigned int n = mp_zc_take_returned(mf, done, max);
 	struct sk_buff *skb;
 
-	while (n < max && READ_ONCE(mf->zc.attached) &&
-	       (skb = skb_dequeue(&mf->sk.sk_receive_queue))) {
+	while (n < max && (skb = mp_zc_next_frame(mf))) {
 		if (!mp_zc_deliver(mf, skb, &done[n]))
 			n++;
 	}
 	mp_zc_unpin_done(mf);
 	return n;
 }
-EXPORT_SYMBOL_GPL(mpassthru_rx_reap);
 
-/* Frames still queued in lent buffers are dropped: the buffers go back. */
-static void mp_zc_purge_lent(struct mp_file *mf)
+/* Buffers of this period in our queue, in frames not yet delivered. */
+static unsigned int mp_zc_queued(struct mp_file *mf)
 {
-	struct sk_buff_head *q = &mf->sk.sk_receive_queue, lent;
-	struct sk_buff *skb, *tmp;
+	struct sk_buff_head *q = &mf->sk.sk_receive_queue;
+	struct mp_rxbuf *rb;
+	struct sk_buff *skb;
 	unsigned long flags;
+	unsigned int n = 0;
 
-	__skb_queue_head_init(&lent);
 	spin_lock_irqsave(&q->lock, flags);
-	skb_queue_walk_safe(q, skb, tmp) {
-		if (mp_rxbuf_of(mf, skb)) {
-			__skb_unlink(skb, q);
-			__skb_queue_tail(&lent, skb);
-		}
+	skb_queue_walk(q, skb) {
+		rb = mp_rxbuf_of(mf, skb);
+		n += rb && rb->gen == READ_ONCE(mf->zc.gen);
 	}
 	spin_unlock_irqrestore(&q->lock, flags);
-	__skb_queue_purge(&lent);
+	return n;
 }
 
-/**
- * mpassthru_rx_stop - stop zero-copy receive, give posted buffers back
- * @sock: an mpassthru socket
- *
- * The driver returns the buffers it holds; mpassthru_rx_reap() then
- * reports every posted buffer, unfilled ones with 0 bytes.
+/*
+ * Frames of this period may still be on their way through the stack (a
+ * GRO list, an RPS backlog): give them a moment to reach our queue or to
+ * come back.  One held longer (a packet tap's clone) outlives the period.
  */
-void mpassthru_rx_stop(struct socket *sock)
+static void mp_zc_wait_out(struct mp_file *mf)
+{
+	unsigned long end = jiffies + msecs_to_jiffies(MP_RX_STOP_WAIT_MS);
+
+	while (READ_ONCE(mf->zc.out) > mp_zc_queued(mf) &&
+	       time_before(jiffies, end))
+		usleep_range(500, 1000);
+}
+
+/*
+ * End the period: the driver returns what it holds, and every buffer of
+ * the period is then reported by the next reaps, filled or unfilled.
+ */
+static void mp_rx_stop(struct socket *sock)
 {
 	struct mp_file *mf = mp_from_sock(sock);
 	struct mp_port *port;
+	unsigned long flags;
 
+	spin_lock_irqsave(&mf->zc.lock, flags);
+	mf->zc.stopping = true;
+	spin_unlock_irqrestore(&mf->zc.lock, flags);
 	rtnl_lock();
 	port = rtnl_dereference(mf->port);
 	if (port)
 		mp_zc_detach(mf, port->dev);
 	rtnl_unlock();
-	mp_zc_purge_lent(mf);
+	mp_zc_wait_out(mf);
 	mp_zc_return_ready(mf);
 	mp_zc_unpin_done(mf);
 }
-EXPORT_SYMBOL_GPL(mpassthru_rx_stop);
+
+static const struct vmp_rx_post_ops mp_rx_post_ops = {
+	.claim = mp_rx_claim,
+	.release = mp_rx_release,
+	.usable = mp_rx_usable,
+	.post = mp_rx_post,
+	.kick = mp_rx_kick,
+	.reap = mp_rx_reap,
+	.stop = mp_rx_stop,
+};
+
+#define MP_RX_POST_OPS	(&mp_rx_post_ops)
 
 /* Whatever is left when the file goes; any context. */
 static void mp_zc_free_all(struct mp_file *mf)
 {
-	struct list_head *lists[] = { &mf->zc.ready, &mf->zc.done,
-				      &mf->zc.returned };
-	struct mp_rxbuf *rb, *tmp;
-	unsigned int i;
-
 	/*
 	 * Not dirtied, which may sleep: ready and returned buffers were never
 	 * filled, and delivered ones are unpinned dirty by the reap or by
-	 * mpassthru_rx_stop(), unless the stack freed their skb later still.
+	 * the end of their period, unless the stack freed their skb later.
 	 */
-	for (i = 0; i < ARRAY_SIZE(lists); i++) {
-		list_for_each_entry_safe(rb, tmp, lists[i], node) {
-			mp_rxbuf_unpin(mf, rb, false);
-			kfree(rb);
-		}
-	}
+	mp_zc_free_list(mf, &mf->zc.ready, false);
+	mp_zc_free_list(mf, &mf->zc.done, false);
+	mp_zc_free_list(mf, &mf->zc.returned, false);
 }
 
 static void mp_zc_reset(struct mp_file *mf)
@@ -972,11 +1157,13 @@ static void mp_zc_reset(struct mp_file *mf)
 
 static void mp_zc_show(struct seq_file *s, struct mp_file *mf)
 {
-	seq_printf(s, " rx_zc %d rx_posted %u rx_lent %d rx_too_small %lld rx_driver_copied %lld",
+	seq_printf(s, " rx_zc %d rx_posted %u rx_lent %d rx_too_small %lld rx_driver_copied %lld rx_claimed %d rx_stale %lld",
 		   READ_ONCE(mf->zc.attached), READ_ONCE(mf->zc.posted),
 		   atomic_read(&mf->zc.ctor.lent),
 		   (s64)atomic64_read(&mf->zc.too_small),
-		   (s64)atomic64_read(&mf->zc.ctor.copied_frames));
+		   (s64)atomic64_read(&mf->zc.ctor.copied_frames),
+		   !!READ_ONCE(mf->zc.owner),
+		   (s64)atomic64_read(&mf->zc.stale));
 }
 
 static void mp_zc_init(struct mp_file *mf)
@@ -986,9 +1173,13 @@ static void mp_zc_init(struct mp_file *mf)
 	INIT_LIST_HEAD(&mf->zc.ready);
 	INIT_LIST_HEAD(&mf->zc.done);
 	INIT_LIST_HEAD(&mf->zc.returned);
+	/* No period runs until the first post. */
+	mf->zc.stopping = true;
 }
 
 #else /* !CONFIG_NET_PAGE_CTOR: no lent buffers, receive copies */
+
+#define MP_RX_POST_OPS	NULL
 
 static void mp_zc_detach(struct mp_file *mf, struct net_device *dev)
 {
@@ -1017,36 +1208,6 @@ static void mp_zc_show(struct seq_file *s, struct mp_file *mf)
 static void mp_zc_init(struct mp_file *mf)
 {
 }
-
-bool mpassthru_rx_zerocopy(struct socket *sock)
-{
-	return false;
-}
-EXPORT_SYMBOL_GPL(mpassthru_rx_zerocopy);
-
-int mpassthru_rx_post(struct socket *sock, const struct iovec *iov,
-		      unsigned int niov, u16 head, size_t hdr_len)
-{
-	return -EOPNOTSUPP;
-}
-EXPORT_SYMBOL_GPL(mpassthru_rx_post);
-
-void mpassthru_rx_kick(struct socket *sock)
-{
-}
-EXPORT_SYMBOL_GPL(mpassthru_rx_kick);
-
-int mpassthru_rx_reap(struct socket *sock, struct mpassthru_rx_done *done,
-		      unsigned int max)
-{
-	return 0;
-}
-EXPORT_SYMBOL_GPL(mpassthru_rx_reap);
-
-void mpassthru_rx_stop(struct socket *sock)
-{
-}
-EXPORT_SYMBOL_GPL(mpassthru_rx_stop);
 #endif /* CONFIG_NET_PAGE_CTOR */
 
 /* ---- transmit: file to device ------------------------------------------- */
@@ -1229,6 +1390,22 @@ static void mp_xmit(struct mp_file *mf, struct sk_buff *skb, size_t len,
 		mp_stat_add(mf, MP_TX_DROPPED, 1);
 }
 
+/*
+ * What the device may be asked to send: a frame within its MTU (one VLAN
+ * tag allowed on top, as the bridge does), or GSO segments within it.
+ * Some NICs reset on oversized frames.
+ */
+static int mp_check_mtu(const struct net_device *dev,
+			const struct virtio_net_hdr *hdr, size_t len)
+{
+	unsigned int mtu = READ_ONCE(dev->mtu);
+
+	if (hdr->gso_type == VIRTIO_NET_HDR_GSO_NONE)
+		return len > mtu + dev->hard_header_len + VLAN_HLEN ?
+		       -EMSGSIZE : 0;
+	return __virtio16_to_cpu(true, hdr->gso_size) > mtu ? -EMSGSIZE : 0;
+}
+
 static ssize_t mp_send_one(struct mp_file *mf, struct iov_iter *from,
 			   struct ubuf_info *upper, bool noblock)
 {
@@ -1249,6 +1426,9 @@ static ssize_t mp_send_one(struct mp_file *mf, struct iov_iter *from,
 	dev = mp_get_dev(mf, &tracker);
 	if (IS_ERR(dev))
 		return PTR_ERR(dev);
+	err = mp_check_mtu(dev, &hdr, len);
+	if (err)
+		goto out;
 	if (mp_want_zcopy(upper, from, len))
 		mu = mp_ubuf_alloc(mf, upper);
 	skb = mp_build_skb(mf, dev, from, len,
@@ -1350,22 +1530,26 @@ static const struct proto_ops mp_socket_ops = {
 
 static const struct file_operations mp_fops;
 
-/**
- * mpassthru_get_socket - the socket behind an mpassthru file
- * @file: any file
- *
- * For vhost-net: the socket stays valid for as long as the caller holds
- * its reference on @file.
- *
- * Return: the socket, or ERR_PTR(-EINVAL) if @file is not /dev/mpassthru.
+/*
+ * For vhost-net: the socket behind an mpassthru file, valid for as long as
+ * the caller holds its reference on @file; ERR_PTR(-EINVAL) for any other
+ * file.
  */
-struct socket *mpassthru_get_socket(struct file *file)
+static struct socket *mp_get_socket(struct file *file)
 {
 	if (file->f_op != &mp_fops)
 		return ERR_PTR(-EINVAL);
 	return &((struct mp_file *)file->private_data)->socket;
 }
-EXPORT_SYMBOL_GPL(mpassthru_get_socket);
+
+/* How vhost-net recognises and drives us, without a symbol of ours. */
+static struct vmp_net_backend_type mp_backend = {
+	.name		= "mpassthru",
+	.owner		= THIS_MODULE,
+	.get_socket	= mp_get_socket,
+	.flags		= VMP_BACKEND_UBUF,
+	.rx_post	= MP_RX_POST_OPS,
+};
 
 /* ---- binding ------------------------------------------------------------ */
 
@@ -1396,7 +1580,7 @@ static void mp_detach(struct mp_file *mf, u32 state)
 	netdev_put(port->dev, &port->tracker);
 	kfree_rcu(port, rcu);
 	skb_queue_purge(&mf->sk.sk_receive_queue);
-	/* Posted buffers go back to the guest through mpassthru_rx_reap(). */
+	/* Posted buffers go back to the guest through the next reap. */
 	mp_zc_return_ready(mf);
 	mp_zc_unpin_done(mf);
 	/* Readers and pollers learn that the device is gone. */
@@ -1846,18 +2030,25 @@ static int __init mp_init(void)
 	if (r)
 		return r;
 	r = misc_register(&mp_misc);
-	if (r) {
-		unregister_netdevice_notifier(&mp_notifier);
-		return r;
-	}
+	if (r)
+		goto notifier;
+	r = vmp_net_register_backend(&mp_backend);
+	if (r)
+		goto misc;
 	mp_debugfs_init();
 	return 0;
+misc:
+	misc_deregister(&mp_misc);
+notifier:
+	unregister_netdevice_notifier(&mp_notifier);
+	return r;
 }
 module_init(mp_init);
 
 static void __exit mp_exit(void)
 {
 	debugfs_remove(mp_dbg_root);
+	vmp_net_unregister_backend(&mp_backend);
 	misc_deregister(&mp_misc);
 	unregister_netdevice_notifier(&mp_notifier);
 	/* kfree_rcu() of the last ports. */

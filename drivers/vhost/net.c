@@ -4,8 +4,8 @@
  *
  * Each open file is one queue pair: ring 0 receives (socket to guest),
  * ring 1 transmits (guest to socket).  The backend socket comes from a tap
- * or macvtap file, an mpassthru file, an AF_PACKET raw socket, or any
- * device that provides a struct vmp_net_probe.
+ * or macvtap file, an AF_PACKET raw socket, or a file of any kind that a
+ * module registered with vmp_net_register_backend() (mpassthru does).
  *
  * Transmit to a tap or macvtap: packets that fit in a page are copied into
  * page fragments and handed over in batches (one sendmsg() for up to
@@ -18,9 +18,19 @@
  * small packets, or when the backend keeps copying anyway, packets are
  * copied and returned at once.  A slow or stuck device therefore holds at
  * most a quarter of the ring, never the whole guest.
+ *
+ * Posted receive: a backend that registers struct vmp_rx_post_ops takes
+ * the guest's receive buffers ahead of the frames and has its device write
+ * into them.  The RX ring claims the backend at attach (one ring of one
+ * device per backend); buffers go out only from the owner's worker and
+ * come back there.  Whenever posting stops being right (dirty logging,
+ * a memory table or feature change, a refused buffer, an unbound device,
+ * detach), every buffer is taken back, on the worker, before the copy
+ * path runs again.
  */
 #define pr_fmt(fmt) "vhost-mp-net: " fmt
 
+#include <linux/bitmap.h>
 #include <linux/debugfs.h>
 #include <linux/file.h>
 #include <linux/if_tap.h>
@@ -28,7 +38,6 @@
 #include <linux/if_vlan.h>
 #include <linux/miscdevice.h>
 #include <linux/module.h>
-#include <linux/mpassthru.h>
 #include <linux/net.h>
 #include <linux/nospec.h>
 #include <linux/ptr_ring.h>
@@ -41,6 +50,7 @@
 #include <linux/timekeeping.h>
 #include <linux/vhost.h>
 #include <linux/virtio_net.h>
+#include <linux/vmp_net_backend.h>
 #include <net/xdp.h>
 #include <net/sock.h>
 
@@ -144,12 +154,36 @@ struct vmp_zc {
  * struct vmp_net_backend - the socket a ring is attached to
  * @file: our reference on the backend file
  * @sock: socket behind @file
- * @probe: which kind of backend it is
+ * @type: which kind of backend it is; we hold a reference on its module
  */
 struct vmp_net_backend {
 	struct file *file;
 	struct socket *sock;
-	const struct vmp_net_probe *probe;
+	const struct vmp_net_backend_type *type;
+};
+
+/**
+ * struct vmp_net_rx_post - posted receive of the RX ring
+ * @ops: the backend's protocol
+ * @claimed: this ring holds the backend's claim (from attach to detach)
+ * @posting: buffers may be out with the backend
+ * @num: ring size the tables below were made for
+ * @inflight: one bit per descriptor the backend holds
+ * @nr_inflight: bits set in @inflight
+ * @head_seq: for each descriptor, @seq when it was posted
+ * @seq: buffers posted so far, less those the ring was rewound by
+ *
+ * Under the RX ring's mutex.
+ */
+struct vmp_net_rx_post {
+	const struct vmp_rx_post_ops *ops;
+	bool claimed;
+	bool posting;
+	unsigned int num;
+	unsigned long *inflight;
+	unsigned int nr_inflight;
+	u32 *head_seq;
+	u32 seq;
 };
 
 /**
@@ -202,8 +236,8 @@ struct vmp_net_rxq {
  * @heads: RX used entries of the packet being received
  * @rx_copy_only: receive by copy: the backend refused a posted buffer, or
  *	zcopy_rx was off when it was attached
- * @rx_seq: buffers posted to the backend so far, less those given back
- * @rx_head_seq: for each descriptor, @rx_seq when it was posted
+ * @rx_paused: an owner ioctl is changing what posted buffers mean
+ * @rxp: posted receive (RX ring only)
  */
 struct vmp_net_vq {
 	struct vmp_vq vq;
@@ -219,8 +253,8 @@ struct vmp_net_vq {
 	u32 zc_backoff;
 	struct vring_used_elem *heads;
 	bool rx_copy_only;
-	u32 rx_seq;
-	u32 *rx_head_seq;
+	bool rx_paused;
+	struct vmp_net_rx_post rxp;
 };
 
 /* Written under the vq mutex of their direction, read without locks. */
@@ -235,6 +269,9 @@ struct vmp_net_stats {
 	u64 rx_bytes;
 	u64 rx_dropped;
 	u64 rx_post_refused;
+	u64 rx_post_stops;
+	u64 rx_post_lost;
+	u64 rx_post_stray;
 };
 
 struct vmp_net {
@@ -242,6 +279,8 @@ struct vmp_net {
 	struct vmp_net_vq vqs[VMP_NET_NVQ];
 	struct vmp_vq *vq_ptrs[VMP_NET_NVQ];
 	struct vmp_net_stats stats;
+	/* Ends posted receive on the worker, for an owner ioctl. */
+	struct vmp_work rx_leave;
 	/* Zero-copy sends the backend ended up copying (any context). */
 	atomic64_t zc_copied;
 	struct dentry *dbg;
@@ -269,46 +308,120 @@ static struct socket *vmp_packet_socket(struct file *file)
 	return sock;
 }
 
-/*
- * Tried in order.  A probe answers -EINVAL or -ENOTSOCK for "not mine";
- * any other error means the file is of its kind but unusable.
- */
-static const struct vmp_net_probe vmp_net_probes[] = {
+/* The kinds vhost-net knows itself, tried first, in order. */
+static const struct vmp_net_backend_type vmp_net_builtin[] = {
 	{ .name = "tun", .get_socket = tun_get_socket,
 	  .get_ring = tun_get_tx_ring,
 	  .flags = VMP_BACKEND_UBUF | VMP_BACKEND_XDP },
 	{ .name = "macvtap", .get_socket = tap_get_socket,
 	  .get_ring = tap_get_ptr_ring,
 	  .flags = VMP_BACKEND_UBUF | VMP_BACKEND_XDP },
-	{ .name = "mpassthru", .get_socket = mpassthru_get_socket,
-	  .flags = VMP_BACKEND_UBUF | VMP_BACKEND_RXPOST },
 	{ .name = "packet", .get_socket = vmp_packet_socket },
 };
+
+/* Kinds other modules registered, tried after those. */
+static LIST_HEAD(vmp_net_types);
+static DEFINE_MUTEX(vmp_net_types_lock);
+
+/**
+ * vmp_net_register_backend - let vhost-net take files of another kind
+ * @type: how to recognise and use them; lives until unregistered
+ *
+ * Return: 0, or -EINVAL without a get_socket or with an incomplete
+ * rx_post.
+ */
+int vmp_net_register_backend(struct vmp_net_backend_type *type)
+{
+	const struct vmp_rx_post_ops *rp = type->rx_post;
+
+	if (!type->get_socket)
+		return -EINVAL;
+	if (rp && (!rp->claim || !rp->release || !rp->usable || !rp->post ||
+		   !rp->kick || !rp->reap || !rp->stop))
+		return -EINVAL;
+	mutex_lock(&vmp_net_types_lock);
+	list_add_tail(&type->node, &vmp_net_types);
+	mutex_unlock(&vmp_net_types_lock);
+	return 0;
+}
+EXPORT_SYMBOL_GPL(vmp_net_register_backend);
+
+/**
+ * vmp_net_unregister_backend - undo vmp_net_register_backend()
+ * @type: as registered
+ *
+ * A ring attached to a file of this kind holds a reference on
+ * @type->owner, so this only runs once none is.
+ */
+void vmp_net_unregister_backend(struct vmp_net_backend_type *type)
+{
+	mutex_lock(&vmp_net_types_lock);
+	list_del(&type->node);
+	mutex_unlock(&vmp_net_types_lock);
+}
+EXPORT_SYMBOL_GPL(vmp_net_unregister_backend);
+
+/*
+ * Is @file of kind @type?  0 and @be filled in, -ENOTSOCK for "not of
+ * this kind", or the error of a file of this kind that cannot be used.
+ */
+static int vmp_net_probe(const struct vmp_net_backend_type *type,
+			 struct file *file, struct vmp_net_backend *be)
+{
+	struct socket *sock = type->get_socket(file);
+	int r;
+
+	if (IS_ERR(sock)) {
+		r = PTR_ERR(sock);
+		return r == -EINVAL ? -ENOTSOCK : r;
+	}
+	if (!try_module_get(type->owner))
+		return -ENOTSOCK;
+	be->file = file;
+	be->sock = sock;
+	be->type = type;
+	return 0;
+}
+
+static int vmp_net_probe_registered(struct file *file,
+				    struct vmp_net_backend *be)
+{
+	const struct vmp_net_backend_type *type;
+	int r = -ENOTSOCK;
+
+	mutex_lock(&vmp_net_types_lock);
+	list_for_each_entry(type, &vmp_net_types, node) {
+		r = vmp_net_probe(type, file, be);
+		if (r != -ENOTSOCK)
+			break;
+	}
+	mutex_unlock(&vmp_net_types_lock);
+	return r;
+}
 
 static int vmp_net_backend_get(int fd, struct vmp_net_backend *be)
 {
 	struct file *file = fget(fd);
 	unsigned int i;
-	long r = -ENOTSOCK;
+	int r = -ENOTSOCK;
 
 	if (!file)
 		return -EBADF;
-	for (i = 0; i < ARRAY_SIZE(vmp_net_probes); i++) {
-		struct socket *sock = vmp_net_probes[i].get_socket(file);
-
-		if (!IS_ERR(sock)) {
-			be->file = file;
-			be->sock = sock;
-			be->probe = &vmp_net_probes[i];
-			return 0;
-		}
-		r = PTR_ERR(sock);
-		if (r != -EINVAL && r != -ENOTSOCK)
-			break;
-		r = -ENOTSOCK;
-	}
-	fput(file);
+	for (i = 0; i < ARRAY_SIZE(vmp_net_builtin) && r == -ENOTSOCK; i++)
+		r = vmp_net_probe(&vmp_net_builtin[i], file, be);
+	if (r == -ENOTSOCK)
+		r = vmp_net_probe_registered(file, be);
+	if (r)
+		fput(file);
 	return r;
+}
+
+static void vmp_net_backend_put(struct vmp_net_backend *be)
+{
+	if (!be->file)
+		return;
+	module_put(be->type->owner);
+	fput(be->file);
 }
 
 /* ---- zero-copy transmit ------------------------------------------------ */
@@ -360,7 +473,7 @@ static struct vmp_zc *vmp_zc_alloc(struct vmp_net_vq *nvq,
 	u32 i;
 
 	if (!zcopy_tx || nvq != &nvq->net->vqs[VMP_NET_TX] ||
-	    !(be->probe->flags & VMP_BACKEND_UBUF) ||
+	    !(be->type->flags & VMP_BACKEND_UBUF) ||
 	    !sock_flag(be->sock->sk, SOCK_ZEROCOPY))
 		return NULL;
 	cap = rounddown_pow_of_two(cap);
@@ -546,7 +659,7 @@ static unsigned int vmp_net_batch_buflen(size_t frame)
 static bool vmp_net_batchable(const struct vmp_net_vq *nvq, size_t len)
 {
 	return nvq->batch.xdp &&
-	       (nvq->be.probe->flags & VMP_BACKEND_XDP) &&
+	       (nvq->be.type->flags & VMP_BACKEND_XDP) &&
 	       READ_ONCE(nvq->be.sock->sk->sk_sndbuf) == INT_MAX &&
 	       len >= nvq->sock_hlen &&
 	       vmp_net_batch_buflen(len - nvq->sock_hlen) <= PAGE_SIZE;
@@ -1044,92 +1157,175 @@ static int vmp_net_rx_one(struct vmp_net_vq *nvq, size_t len)
 	return r;
 }
 
-/* ---- RX into posted buffers (mpassthru) -------------------------------- */
+/* ---- RX into posted buffers -------------------------------------------- */
 
 #define VMP_NET_REAP_BATCH	32
 
-static bool vmp_net_rx_posting(struct vmp_net_vq *nvq)
+static void vmp_net_rx_post_free(struct vmp_net_rx_post *rxp)
 {
-	struct vmp_vq *vq = &nvq->vq;
-
-	return (nvq->be.probe->flags & VMP_BACKEND_RXPOST) &&
-	       !nvq->rx_copy_only && !vmp_vq_has(vq, VHOST_F_LOG_ALL) &&
-	       mpassthru_rx_zerocopy(nvq->be.sock);
+	bitmap_free(rxp->inflight);
+	kvfree(rxp->head_seq);
+	memset(rxp, 0, sizeof(*rxp));
 }
 
 /*
- * For a backend that receives in place: which buffer was taken when, to
- * give unfilled ones back exactly.  Without the table, receive copies.
+ * Claim the backend's posted receive for this ring at attach; vq mutex
+ * held, ring started.  A backend another ring has claimed is -EBUSY;
+ * without memory for the tables, or when the backend cannot serve this
+ * ring in place, receive copies.
  */
-static void vmp_net_rx_post_init(struct vmp_net_vq *nvq)
+static int vmp_net_rx_post_attach(struct vmp_net_vq *nvq)
 {
-	if (!(nvq->be.probe->flags & VMP_BACKEND_RXPOST) || nvq->rx_copy_only)
-		return;
-	nvq->rx_seq = 0;
-	nvq->rx_head_seq = kvcalloc(nvq->vq.num, sizeof(u32),
-				    GFP_KERNEL_ACCOUNT);
-	if (!nvq->rx_head_seq)
+	const struct vmp_rx_post_ops *ops = nvq->be.type->rx_post;
+	struct vmp_net_rx_post *rxp = &nvq->rxp;
+	unsigned int num = nvq->vq.num;
+	int r;
+
+	if (!ops || nvq->rx_copy_only)
+		return 0;
+	rxp->inflight = bitmap_zalloc(num, GFP_KERNEL_ACCOUNT);
+	rxp->head_seq = kvcalloc(num, sizeof(u32), GFP_KERNEL_ACCOUNT);
+	if (!rxp->inflight || !rxp->head_seq) {
+		vmp_net_rx_post_free(rxp);
 		nvq->rx_copy_only = true;
+		return 0;
+	}
+	r = ops->claim(nvq->be.sock, nvq, num);
+	if (r) {
+		vmp_net_rx_post_free(rxp);
+		if (r == -EBUSY)
+			return r;
+		nvq->rx_copy_only = true;
+		vmp_stat_add(&nvq->net->stats.rx_post_refused, 1);
+		return 0;
+	}
+	rxp->ops = ops;
+	rxp->num = num;
+	rxp->claimed = true;
+	return 0;
+}
+
+/*
+ * Posting is right while the backend can take buffers, nothing needs the
+ * device's writes logged (LOG_ALL), and no owner ioctl is changing what
+ * the buffers mean.
+ */
+static bool vmp_net_rx_want_posting(struct vmp_net_vq *nvq)
+{
+	struct vmp_net_rx_post *rxp = &nvq->rxp;
+
+	return rxp->claimed && !nvq->rx_paused && !nvq->rx_copy_only &&
+	       !vmp_vq_has(&nvq->vq, VHOST_F_LOG_ALL) &&
+	       rxp->ops->usable(nvq->be.sock);
+}
+
+/* @head came back: true if it is one we lent and had not got back yet. */
+static bool vmp_net_rx_returned(struct vmp_net_rx_post *rxp, u16 head)
+{
+	if (head >= rxp->num || !__test_and_clear_bit(head, rxp->inflight))
+		return false;
+	rxp->nr_inflight--;
+	return true;
 }
 
 /*
  * Buffers the backend gives back unfilled were taken from the avail ring
  * in order.  When they are the last ones taken, the guest gets them back
  * by rewinding the ring, so nothing is lost and GET_VRING_BASE stays
- * exact; otherwise they are returned used, with nothing written.
+ * exact; otherwise they are returned used, with nothing written.  No
+ * descriptor is out twice, so @n never exceeds the ring.
  */
 static int vmp_net_rx_give_back(struct vmp_net_vq *nvq, unsigned int n,
 				u32 first_seq)
 {
+	struct vmp_net_rx_post *rxp = &nvq->rxp;
 	unsigned int i;
 
 	if (!n)
 		return 0;
-	if (first_seq == nvq->rx_seq - n) {
+	if (first_seq == rxp->seq - n) {
 		vmp_vq_unget(&nvq->vq, n);
-		nvq->rx_seq -= n;
+		rxp->seq -= n;
 		return 0;
 	}
 	for (i = 0; i < n; i++)
 		nvq->heads[i].len = 0;
-	return vmp_vq_add_used(&nvq->vq, nvq->heads, n);
+	return vmp_vq_add_used_each(&nvq->vq, nvq->heads, n);
 }
 
-/* Hand the guest back the buffers the backend is done with. */
-static int vmp_net_rx_reap(struct vmp_net_vq *nvq, unsigned int *pkts)
+/*
+ * Take back the buffers the backend is done with.  With @write they go
+ * to the guest (worker only); without, they are only forgotten.  Returns
+ * how many came back, or a negative errno after failing the ring; *@pkts
+ * counts the filled ones.
+ */
+static int vmp_net_rx_reap(struct vmp_net_vq *nvq, bool write,
+			   unsigned int *pkts)
 {
-	struct mpassthru_rx_done done[VMP_NET_REAP_BATCH];
 	struct vring_used_elem used[VMP_NET_REAP_BATCH];
+	struct vmp_rx_done done[VMP_NET_REAP_BATCH];
 	size_t hlen = nvq->guest_hlen + nvq->sock_hlen;
-	unsigned int nret = 0, nused;
+	struct vmp_net_rx_post *rxp = &nvq->rxp;
+	struct vmp_net_stats *st = &nvq->net->stats;
+	unsigned int nret = 0, nused, total = 0;
 	u32 first_seq = U32_MAX;
 	int n, i, r = 0;
 
 	do {
-		n = mpassthru_rx_reap(nvq->be.sock, done, ARRAY_SIZE(done));
+		n = rxp->ops->reap(nvq->be.sock, done, ARRAY_SIZE(done));
 		for (i = 0, nused = 0; i < n; i++) {
-			if (!done[i].len) {
-				nvq->heads[nret++] = vmp_used_elem(done[i].head, 0);
-				first_seq = min(first_seq,
-						nvq->rx_head_seq[done[i].head]);
+			u16 head = done[i].head;
+
+			if (!vmp_net_rx_returned(rxp, head)) {
+				vmp_stat_add(&st->rx_post_stray, 1);
 				continue;
 			}
-			used[nused++] = vmp_used_elem(done[i].head, done[i].len);
-			vmp_stat_add(&nvq->net->stats.rx_packets, 1);
-			vmp_stat_add(&nvq->net->stats.rx_bytes,
+			total++;
+			if (!done[i].len) {
+				nvq->heads[nret++] = vmp_used_elem(head, 0);
+				first_seq = min(first_seq, rxp->head_seq[head]);
+				continue;
+			}
+			used[nused++] = vmp_used_elem(head, done[i].len);
+			vmp_stat_add(&st->rx_packets, 1);
+			vmp_stat_add(&st->rx_bytes,
 				     done[i].len - min_t(size_t, hlen, done[i].len));
 		}
-		r = nused ? vmp_vq_add_used(&nvq->vq, used, nused) : 0;
+		if (write && nused)
+			r = vmp_vq_add_used_each(&nvq->vq, used, nused);
 		*pkts += nused;
 	} while (!r && n == ARRAY_SIZE(done) && *pkts < VMP_NET_PKT_WEIGHT &&
 		 nret + VMP_NET_REAP_BATCH <= VMP_MAX_SEGS);
-	return r ?: vmp_net_rx_give_back(nvq, nret, first_seq);
+	if (!r && write)
+		r = vmp_net_rx_give_back(nvq, nret, first_seq);
+	return r ?: total;
 }
 
-/* Give the backend every buffer the guest posted, up to its limit. */
+/* A post failed with @err: stop for now, or receive by copy from now on. */
+static void vmp_net_rx_post_refused(struct vmp_net_vq *nvq, int err)
+{
+	switch (err) {
+	case -ENOSPC:	/* enough posted */
+	case -ENXIO:	/* not bound: usable() says so next time */
+	case -ENODEV:
+	case -ENOMEM:	/* retried when a buffer comes back */
+		return;
+	}
+	/* Buffers too small, memory that cannot be pinned, no lent buffers. */
+	nvq->rx_copy_only = true;
+	vmp_stat_add(&nvq->net->stats.rx_post_refused, 1);
+}
+
+/*
+ * Give the backend every buffer the guest posted, up to its limit.
+ * -ENOMEM when nothing could be posted and nothing is out, so that the
+ * copy path serves this round instead of waiting for an event that will
+ * not come.
+ */
 static int vmp_net_rx_post(struct vmp_net_vq *nvq)
 {
 	size_t hlen = nvq->guest_hlen + nvq->sock_hlen;
+	struct vmp_net_rx_post *rxp = &nvq->rxp;
 	struct vmp_vq *vq = &nvq->vq;
 	unsigned int posted = 0;
 	struct vmp_chain c;
@@ -1151,69 +1347,133 @@ static int vmp_net_rx_post(struct vmp_net_vq *nvq)
 				    c.head);
 			return -EINVAL;
 		}
-		r = mpassthru_rx_post(nvq->be.sock, vq->iov, c.nr_in, c.head,
-				      hlen);
-		if (!r)
-			nvq->rx_head_seq[c.head] = nvq->rx_seq++;
+		if (c.head >= rxp->num || test_bit(c.head, rxp->inflight)) {
+			vmp_vq_fail(vq, "RX head %u made available again while the device holds it",
+				    c.head);
+			return -EINVAL;
+		}
+		r = rxp->ops->post(nvq->be.sock, vq->iov, c.nr_in, c.head,
+				   hlen);
 		if (r) {
 			vmp_vq_unget(vq, 1);
-			/* Buffers too small, memory that cannot be pinned or a
-			 * driver without lent buffers: copy from now on.
-			 */
-			if (r != -ENOSPC && r != -ENOMEM && r != -ENXIO &&
-			    r != -ENODEV) {
-				nvq->rx_copy_only = true;
-				vmp_stat_add(&nvq->net->stats.rx_post_refused, 1);
-			}
+			vmp_net_rx_post_refused(nvq, r);
 			break;
 		}
+		__set_bit(c.head, rxp->inflight);
+		rxp->nr_inflight++;
+		rxp->head_seq[c.head] = rxp->seq++;
 		posted++;
 	}
 	if (posted)
-		mpassthru_rx_kick(nvq->be.sock);
-	return 0;
+		rxp->ops->kick(nvq->be.sock);
+	return r == -ENOMEM && !rxp->nr_inflight ? -ENOMEM : 0;
 }
 
-static void vmp_net_rx_run_posted(struct vmp_net_vq *nvq)
+static int vmp_net_rx_run_posted(struct vmp_net_vq *nvq)
 {
 	unsigned int pkts = 0;
+	int r;
 
-	if (vmp_net_rx_reap(nvq, &pkts) || vmp_net_rx_post(nvq))
-		return;
-	if (pkts >= VMP_NET_PKT_WEIGHT)
+	nvq->rxp.posting = true;
+	r = vmp_net_rx_reap(nvq, true, &pkts);
+	if (r >= 0)
+		r = vmp_net_rx_post(nvq);
+	if (!r && pkts >= VMP_NET_PKT_WEIGHT)
 		vmp_work_queue(nvq->vq.dev, &nvq->vq.work);
+	return r;
 }
 
-/* Backend going: every posted buffer comes back, unfilled ones empty. */
-static void vmp_net_rx_unpost(struct vmp_net_vq *nvq)
+/*
+ * Leave posting mode: the backend takes every buffer back from its device,
+ * and each comes back to the guest (@write: worker only) or is forgotten.
+ * A buffer the stack still held past the backend's wait never comes back:
+ * it is lost to the guest, counted, and unpinned by the backend later.
+ */
+static void vmp_net_rx_unpost(struct vmp_net_vq *nvq, bool write)
 {
-	unsigned int pkts, i;
+	struct vmp_net_rx_post *rxp = &nvq->rxp;
+	unsigned int pkts;
+	int n;
 
-	if (!nvq->rx_head_seq)
-		return;
-	mpassthru_rx_stop(nvq->be.sock);
-	/* Each round gives back up to VMP_MAX_SEGS, more than are posted. */
-	for (i = 0; i < 2; i++) {
+	rxp->ops->stop(nvq->be.sock);
+	do {
 		pkts = 0;
-		if (vmp_net_rx_reap(nvq, &pkts))
-			break;
+		n = vmp_net_rx_reap(nvq, write && !nvq->vq.failed, &pkts);
+	} while (n > 0 && rxp->nr_inflight);
+	if (rxp->nr_inflight) {
+		vmp_stat_add(&nvq->net->stats.rx_post_lost, rxp->nr_inflight);
+		bitmap_zero(rxp->inflight, rxp->num);
+		rxp->nr_inflight = 0;
 	}
-	vmp_vq_publish(&nvq->vq);
-	kvfree(nvq->rx_head_seq);
-	nvq->rx_head_seq = NULL;
+	if (write && !nvq->vq.failed)
+		vmp_vq_publish(&nvq->vq);
+	rxp->posting = false;
+	vmp_stat_add(&nvq->net->stats.rx_post_stops, 1);
 }
 
-static void vmp_net_rx_run(struct vmp_net_vq *nvq)
+/* Detach: end posting, with nothing written, and the claim. */
+static void vmp_net_rx_post_detach(struct vmp_net_vq *nvq)
+{
+	struct vmp_net_rx_post *rxp = &nvq->rxp;
+
+	if (!rxp->claimed)
+		return;
+	if (rxp->posting)
+		vmp_net_rx_unpost(nvq, false);
+	rxp->ops->release(nvq->be.sock, nvq);
+	vmp_net_rx_post_free(rxp);
+}
+
+/* The worker's side of vmp_net_rx_pause(). */
+static void vmp_net_rx_leave_fn(struct vmp_work *work)
+{
+	struct vmp_net *n = container_of(work, struct vmp_net, rx_leave);
+	struct vmp_net_vq *nvq = &n->vqs[VMP_NET_RX];
+
+	mutex_lock(&nvq->vq.mutex);
+	if (nvq->rxp.posting)
+		vmp_net_rx_unpost(nvq, true);
+	mutex_unlock(&nvq->vq.mutex);
+}
+
+/*
+ * Owner ioctls that change what posted buffers mean (the memory table,
+ * the features, the ring's base, the backend) first end posting, on the
+ * worker and so in the owner's address space, and wait until it has.
+ * No vq mutex held.
+ */
+static void vmp_net_rx_pause(struct vmp_net *n)
+{
+	struct vmp_net_vq *nvq = &n->vqs[VMP_NET_RX];
+	bool posting;
+
+	mutex_lock(&nvq->vq.mutex);
+	nvq->rx_paused = true;
+	posting = nvq->rxp.posting;
+	mutex_unlock(&nvq->vq.mutex);
+	if (posting && vmp_work_queue(&n->dev, &n->rx_leave))
+		vmp_dev_flush(&n->dev);
+}
+
+/* Posting may start again, if it is still right. */
+static void vmp_net_rx_resume(struct vmp_net *n)
+{
+	struct vmp_net_vq *nvq = &n->vqs[VMP_NET_RX];
+
+	mutex_lock(&nvq->vq.mutex);
+	nvq->rx_paused = false;
+	mutex_unlock(&nvq->vq.mutex);
+	vmp_work_queue(&n->dev, &nvq->vq.work);
+}
+
+/* Receive by copy, from the backend's queue into guest buffers. */
+static void vmp_net_rx_run_copy(struct vmp_net_vq *nvq)
 {
 	struct vmp_vq *vq = &nvq->vq;
 	unsigned int pkts = 0;
 	size_t bytes = 0;
 	int len, r;
 
-	if (vmp_net_rx_posting(nvq)) {
-		vmp_net_rx_run_posted(nvq);
-		return;
-	}
 	for (;;) {
 		len = vmp_net_rx_peek(nvq);
 		if (len <= 0)
@@ -1239,6 +1499,23 @@ static void vmp_net_rx_run(struct vmp_net_vq *nvq)
 	}
 }
 
+/* Posted receive while it is right; otherwise, once posting is over, copy. */
+static void vmp_net_rx_run(struct vmp_net_vq *nvq)
+{
+	int r;
+
+	if (vmp_net_rx_want_posting(nvq)) {
+		r = vmp_net_rx_run_posted(nvq);
+		if (r && r != -ENOMEM)
+			return;
+		if (!r && vmp_net_rx_want_posting(nvq))
+			return;
+	}
+	if (nvq->rxp.posting)
+		vmp_net_rx_unpost(nvq, true);
+	vmp_net_rx_run_copy(nvq);
+}
+
 static void vmp_net_handle_rx(struct vmp_vq *vq)
 {
 	struct vmp_net_vq *nvq = container_of(vq, struct vmp_net_vq, vq);
@@ -1260,8 +1537,7 @@ static void vmp_net_vq_detach(struct vmp_net_vq *nvq,
 {
 	vmp_poll_stop(&nvq->sock_poll);
 	vmp_net_rxq_put_back(&nvq->rxq);
-	if (nvq->be.file && nvq == &nvq->net->vqs[VMP_NET_RX])
-		vmp_net_rx_unpost(nvq);
+	vmp_net_rx_post_detach(nvq);
 	*old = nvq->be;
 	*zc = nvq->zc;
 	memset(&nvq->be, 0, sizeof(nvq->be));
@@ -1274,8 +1550,8 @@ static void vmp_net_rxq_attach(struct vmp_net_vq *nvq,
 {
 	struct ptr_ring *ring = NULL;
 
-	if (be->probe->get_ring)
-		ring = be->probe->get_ring(be->file);
+	if (be->type->get_ring)
+		ring = be->type->get_ring(be->file);
 	nvq->rxq.ring = IS_ERR(ring) ? NULL : ring;
 	nvq->rxq.head = 0;
 	nvq->rxq.tail = 0;
@@ -1297,12 +1573,12 @@ static int vmp_net_vq_attach(struct vmp_net_vq *nvq,
 	vq->backend = &nvq->be;
 	if (nvq == &nvq->net->vqs[VMP_NET_RX]) {
 		vmp_net_rxq_attach(nvq, be);
-		vmp_net_rx_post_init(nvq);
-		r = vmp_poll_start(&nvq->sock_poll, be->file);
+		r = vmp_net_rx_post_attach(nvq);
+		if (!r)
+			r = vmp_poll_start(&nvq->sock_poll, be->file);
 		if (r) {
+			vmp_net_rx_post_detach(nvq);
 			vmp_net_rxq_put_back(&nvq->rxq);
-			kvfree(nvq->rx_head_seq);
-			nvq->rx_head_seq = NULL;
 			memset(&nvq->be, 0, sizeof(nvq->be));
 			nvq->zc = NULL;
 			vq->backend = NULL;
@@ -1321,8 +1597,7 @@ static void vmp_net_put_backend(struct vmp_net_vq *nvq,
 {
 	if (zc)
 		vmp_zc_drain(nvq, zc, give_back);
-	if (old->file)
-		fput(old->file);
+	vmp_net_backend_put(old);
 }
 
 /* Swap the backend of a ring under its mutex; see vmp_net_set_backend(). */
@@ -1376,19 +1651,26 @@ static long vmp_net_set_backend(struct vmp_net *n, void __user *argp)
 			return r;
 	}
 
+	/* Posted buffers go back to the guest before the backend does. */
+	if (nvq == &n->vqs[VMP_NET_RX])
+		vmp_net_rx_pause(n);
 	mutex_lock(&nvq->vq.mutex);
 	r = vmp_net_swap_backend(nvq, &nb, &old, &old_zc);
 	mutex_unlock(&nvq->vq.mutex);
+	if (nvq == &n->vqs[VMP_NET_RX])
+		vmp_net_rx_resume(n);
 
-	if (r && nb.file)
-		fput(nb.file);
+	if (r)
+		vmp_net_backend_put(&nb);
 	vmp_net_put_backend(nvq, &old, old_zc, true);
 	return r == -EALREADY ? 0 : r;
 }
 
 /*
  * Detach both rings and wait for outstanding zero-copy buffers.  Guest
- * memory is only touched with @give_back, i.e. from the owner's ioctl.
+ * memory is only touched with @give_back, i.e. for the owner's ioctl:
+ * posted receive buffers then go back on the owner's worker.  The last
+ * close, whoever does it, drops what is still out instead.
  */
 static void vmp_net_stop(struct vmp_net *n, bool give_back)
 {
@@ -1396,11 +1678,15 @@ static void vmp_net_stop(struct vmp_net *n, bool give_back)
 	struct vmp_zc *zc[VMP_NET_NVQ];
 	unsigned int i;
 
+	if (give_back)
+		vmp_net_rx_pause(n);
 	for (i = 0; i < VMP_NET_NVQ; i++) {
 		mutex_lock(&n->vqs[i].vq.mutex);
 		vmp_net_vq_detach(&n->vqs[i], &old[i], &zc[i]);
 		mutex_unlock(&n->vqs[i].vq.mutex);
 	}
+	if (give_back)
+		vmp_net_rx_resume(n);
 	for (i = 0; i < VMP_NET_NVQ; i++)
 		vmp_net_put_backend(&n->vqs[i], &old[i], zc[i], give_back);
 	vmp_dev_flush(&n->dev);
@@ -1447,7 +1733,10 @@ static long vmp_net_set_features(struct vmp_net *n, u64 __user *argp)
 		return -EINVAL;
 	if ((features & BIT_ULL(VHOST_F_LOG_ALL)) && !vmp_dev_log_ok(&n->dev))
 		return -EFAULT;
+	/* LOG_ALL (migration) ends posting: the device's writes need a log. */
+	vmp_net_rx_pause(n);
 	vmp_net_apply_features(n, features);
+	vmp_net_rx_resume(n);
 	return 0;
 }
 
@@ -1484,6 +1773,13 @@ static int vmp_net_stats_show(struct seq_file *s, void *unused)
 	seq_printf(s, "rx_post_refused %llu\n", READ_ONCE(st->rx_post_refused));
 	seq_printf(s, "rx_copy_only %d\n",
 		   READ_ONCE(n->vqs[VMP_NET_RX].rx_copy_only));
+	seq_printf(s, "rx_posting %d\n", READ_ONCE(n->vqs[VMP_NET_RX].rxp.posting));
+	seq_printf(s, "rx_post_inflight %u\n",
+		   READ_ONCE(n->vqs[VMP_NET_RX].rxp.nr_inflight));
+	/* Times posting ended, and buffers that never came back then. */
+	seq_printf(s, "rx_post_stops %llu\n", READ_ONCE(st->rx_post_stops));
+	seq_printf(s, "rx_post_lost %llu\n", READ_ONCE(st->rx_post_lost));
+	seq_printf(s, "rx_post_stray %llu\n", READ_ONCE(st->rx_post_stray));
 	seq_printf(s, "worker_runs %llu\n", READ_ONCE(n->dev.worker_runs));
 	return 0;
 }
@@ -1534,6 +1830,22 @@ static long vmp_net_set_owner(struct vmp_net *n, void __user *argp)
 	return r;
 }
 
+/*
+ * A new memory table leaves posted buffers pointing at the old one, and
+ * GET_VRING_BASE must not count buffers still out as consumed: posted
+ * receive ends first, and starts again afterwards if it still can.
+ */
+static long vmp_net_paused_ioctl(struct vmp_net *n, unsigned int cmd,
+				 void __user *argp)
+{
+	long r;
+
+	vmp_net_rx_pause(n);
+	r = vmp_dev_ioctl(&n->dev, cmd, argp);
+	vmp_net_rx_resume(n);
+	return r;
+}
+
 static long vmp_net_locked_ioctl(struct vmp_net *n, unsigned int cmd,
 				 void __user *argp)
 {
@@ -1546,6 +1858,9 @@ static long vmp_net_locked_ioctl(struct vmp_net *n, unsigned int cmd,
 		return vmp_net_set_owner(n, argp);
 	case VHOST_RESET_OWNER:
 		return vmp_net_reset_owner(n);
+	case VHOST_SET_MEM_TABLE:
+	case VHOST_GET_VRING_BASE:
+		return vmp_net_paused_ioctl(n, cmd, argp);
 	default:
 		return vmp_dev_ioctl(&n->dev, cmd, argp);
 	}
@@ -1625,6 +1940,7 @@ static int vmp_net_open(struct inode *inode, struct file *f)
 		vmp_net_free(n);
 		return r;
 	}
+	vmp_work_init(&n->rx_leave, vmp_net_rx_leave_fn);
 	vmp_poll_init(&n->vqs[VMP_NET_RX].sock_poll, &n->dev,
 		      &n->vqs[VMP_NET_RX].vq.work, EPOLLIN);
 	vmp_poll_init(&n->vqs[VMP_NET_TX].sock_poll, &n->dev,

@@ -311,41 +311,4 @@ static inline bool vmp_vq_logging(const struct vmp_vq *vq)
 	return vmp_vq_has(vq, VHOST_F_LOG_ALL) && vq->log_base_set;
 }
 
-/* ---- vhost-net backends ------------------------------------------------ */
-
-/* The backend accepts a struct tun_msg_ctl of type TUN_MSG_UBUF in
- * msg_control and completes zero-copy sends through its ubuf_info.
- */
-#define VMP_BACKEND_UBUF	BIT(0)
-/* The backend accepts a struct tun_msg_ctl of type TUN_MSG_PTR: an array
- * of xdp_buffs, each a page fragment that starts with a struct
- * tun_xdp_hdr, which it turns into skbs without another copy.
- */
-#define VMP_BACKEND_XDP		BIT(1)
-/* The backend takes guest receive buffers ahead of the frames
- * (mpassthru_rx_post()) and has the device write frames into them.
- */
-#define VMP_BACKEND_RXPOST	BIT(2)
-
-/**
- * struct vmp_net_probe - one kind of file vhost-net can use as a backend
- * @name: for messages
- * @get_socket: returns the socket behind @file, or an ERR_PTR() when @file
- *	is not of this kind.  The socket must stay valid for as long as the
- *	caller holds its reference on @file, and sock->file must be @file.
- * @get_ring: optional; the ptr_ring the backend queues received packets
- *	on, from which vhost-net may take several at once and hand each back
- *	to recvmsg() in msg_control (as tun and macvtap allow)
- * @flags: VMP_BACKEND_* capabilities
- *
- * vhost-net tries its probes in order; the first one that recognises the
- * file wins.  A new backend device only needs to provide @get_socket.
- */
-struct vmp_net_probe {
-	const char *name;
-	struct socket *(*get_socket)(struct file *file);
-	struct ptr_ring *(*get_ring)(struct file *file);
-	unsigned int flags;
-};
-
 #endif /* _VHOST_MP_VHOST_H */

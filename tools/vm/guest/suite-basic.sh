@@ -13,6 +13,9 @@ for impl in $IMPLS; do
 		continue
 	fi
 	check "load $impl vhost_net" load_vhost "$impl" || continue
+	[ "$impl" = ours ] &&
+		check "vhost_net loads without mpassthru" \
+			sh -c "! grep -q '^mpassthru ' /proc/modules"
 	run_prog "vhost_net_features ($impl)" /selftests/vhost_net_features
 	check "unload $impl vhost_net" unload_vhost
 done

@@ -10,6 +10,8 @@
 . /selftests/vm_lib.sh
 . /selftests/mpassthru_vm.sh
 
+WITH_MPASSTHRU=1
+
 check "load vhost_net and mpassthru" load_vhost ours
 check "host root usable" hostroot_ready
 check "hub NICs $BOUND and $PEER up" nics_up

@@ -10,6 +10,8 @@
 . /selftests/vm_lib.sh
 . /selftests/mpassthru_vm.sh
 
+WITH_MPASSTHRU=1
+
 PINNED=/sys/kernel/debug/mpassthru/pinned_pages
 LENT=/sys/kernel/debug/mpassthru/lent_buffers
 
@@ -30,7 +32,10 @@ no_pages_pinned() {
 
 group "mpassthru module"
 check "load vhost_net and mpassthru" load_vhost ours
-check "mpassthru loaded with vhost_net" grep -q '^mpassthru ' /proc/modules
+# mpassthru links to vhost_net (it registers as a backend), never the reverse.
+check "mpassthru uses vhost_net, vhost_net does not use mpassthru" sh -c \
+	"grep -q '^vhost_net .* mpassthru,' /proc/modules &&
+	 ! grep -q '^mpassthru .* vhost_net,' /proc/modules"
 check "/dev/mpassthru exists, mode 0600" \
 	sh -c '[ -c /dev/mpassthru ] && [ "$(stat -c %a /dev/mpassthru)" = 600 ]'
 check "host root usable" hostroot_ready
@@ -52,6 +57,10 @@ run_prog "vhost_net_sim (mpassthru)" /selftests/vhost_net_sim \
 	-v mpassthru_mrg_small_rx
 check "no page pinned, no buffer lent after the simulated guest" no_pages_pinned
 
+group "posted receive: small rings, LOG_ALL, MTU, memory table, teardown"
+run_prog "vhost_net_rx_post" /selftests/vhost_net_rx_post
+check "no page pinned, no buffer lent after posted receive" no_pages_pinned
+
 group "vhost_net.zcopy_rx=0: the simulated guest receives by copy"
 check "reload vhost_net with zcopy_rx=0" load_vhost ours zcopy_rx=0
 export SIM_RX_COPY=1
@@ -59,13 +68,14 @@ run_prog "vhost_net_sim (mpassthru, zcopy_rx=0)" /selftests/vhost_net_sim \
 	-r backend.mpassthru_mrg_evidx_indirect.rx_1514 \
 	-r backend.mpassthru_mrg_evidx_indirect.bidir_mixed
 unset SIM_RX_COPY
+run_prog "vhost_net_rx_post (zcopy_rx=0)" /selftests/vhost_net_rx_post \
+	-t small_rings -t two_devices_one_file -t oversized_tx
 check "no page pinned, no buffer lent after zcopy_rx=0" no_pages_pinned
 check "reload vhost_net with zcopy_rx=1" load_vhost ours
 
 # run-vm.sh -n -a sim mpassthru: stop here, for a quick round.
 if [ "${1:-}" = sim ]; then
 	unload_vhost
-	rmmod mpassthru
 	exit $FAILED
 fi
 
@@ -190,6 +200,6 @@ check "driver bound again" sh -c "echo $dev > /sys/bus/virtio/drivers/virtio_net
 check "the NIC can be bound again" sh -c \
 	"/selftests/mpassthru-run --no-vhost \$(ls /sys/bus/virtio/devices/$dev/net) -- true"
 
-check "unload vhost_net" unload_vhost
 check "unload mpassthru" rmmod mpassthru
+check "unload vhost_net" unload_vhost
 exit $FAILED

@@ -62,21 +62,27 @@ impls_of() {
 	esac
 }
 
+# mpassthru registers itself with our vhost_net, so it goes first.
 unload_vhost() {
 	local m
-	for m in vhost_net vhost vhost_iotlb; do
+	for m in mpassthru vhost_net vhost vhost_iotlb; do
 		grep -q "^$m " /proc/modules && rmmod "$m"
 	done
-	! grep -qE '^(vhost_net|vhost|vhost_iotlb) ' /proc/modules
+	! grep -qE '^(mpassthru|vhost_net|vhost|vhost_iotlb) ' /proc/modules
 }
 
-# load_vhost IMPL [PARAM=VALUE...]: the parameters go to vhost_net.
+# load_vhost IMPL [PARAM=VALUE...]: the parameters go to vhost_net.  With
+# WITH_MPASSTHRU=1 (the suites that bind NICs), ours comes with mpassthru,
+# which vhost_net itself never pulls in.
 load_vhost() {
 	local impl=$1
 	shift
 	unload_vhost || return 1
 	case "$impl" in
-	ours) modprobe vhost_net "$@" || return 1 ;;
+	ours)
+		modprobe vhost_net "$@" || return 1
+		[ "${WITH_MPASSTHRU:-0}" = 1 ] && { modprobe mpassthru || return 1; }
+		;;
 	reference)
 		insmod "$REF_DIR/vhost_iotlb.ko" &&
 		insmod "$REF_DIR/vhost.ko" &&
