@@ -18,6 +18,8 @@
 . /selftests/nested_lib.sh
 . /selftests/mpassthru_vm.sh
 
+WITH_MPASSTHRU=1
+
 arg=${1:-3:3}
 SECS=${arg%%:*}
 arg=${arg#*:}
@@ -153,7 +155,7 @@ iperf() {
 	local try
 	for try in 1 2; do
 		# shellcheck disable=SC2086 # $CLIENT is a command prefix
-		if timeout $((SECS + 60)) chroot "$HOSTROOT" $CLIENT /usr/bin/iperf3 -J \
+		if timeout $((SECS + 180)) chroot "$HOSTROOT" $CLIENT /usr/bin/iperf3 -J \
 			-c $L2_ADDR -t "$SECS" "$@" > $IPERF_OUT 2> $IPERF_OUT.err &&
 		   iperf_ok $IPERF_OUT; then
 			note "iperf3 $*: $(iperf_summary $IPERF_OUT)" >&2
@@ -231,7 +233,7 @@ run_workloads() {
 		rep=$((rep + 1))
 	done
 	stop_l2
-	check "QEMU exited" wait_for 30 sh -c "[ ! -d /proc/$QEMU_PID ]"
+	check "QEMU exited" wait_for 120 sh -c "[ ! -d /proc/$QEMU_PID ]"
 }
 
 bench_row() {

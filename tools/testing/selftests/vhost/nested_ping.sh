@@ -51,6 +51,6 @@ check "vhost worker woke for each packet" [ $((wake1 - wake0)) -ge $PINGS ]
 check "guest replies arrived on $TAP" [ $((rx1 - rx0)) -ge $PINGS ]
 
 stop_l2
-check "QEMU exited" wait_for 30 sh -c "[ ! -d /proc/$QEMU_PID ]"
+check "QEMU exited" wait_for 120 sh -c "[ ! -d /proc/$QEMU_PID ]"
 check "unload $impl vhost_net after use" unload_vhost
 exit $FAILED
