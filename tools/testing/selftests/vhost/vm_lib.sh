@@ -12,10 +12,24 @@ REF_DIR=/lib/vhost-reference
 HOSTROOT=/hostroot
 FAILED=0
 
-group() { echo "# group: $*"; }
-pass() { echo "ok 0 $*"; }
-fail() { echo "not ok 0 $*"; FAILED=1; }
-skip() { echo "ok 0 $1 # SKIP $2"; }
+# A result that took a while is preceded by "# took Ns", the time since
+# the result before it (in any script of the run), so that the log shows
+# where a suite's minutes go.
+RESULT_CLOCK=/tmp/vmtest.clock
+took() {
+	local now last _
+	read -r now _ < /proc/uptime
+	now=${now%.*}
+	last=$now
+	[ -f $RESULT_CLOCK ] && read -r last < $RESULT_CLOCK
+	echo "$now" > $RESULT_CLOCK
+	[ $((now - last)) -lt 5 ] || echo "# took $((now - last))s"
+}
+
+group() { took; echo "# group: $*"; }
+pass() { took; echo "ok 0 $*"; }
+fail() { took; echo "not ok 0 $*"; FAILED=1; }
+skip() { took; echo "ok 0 $1 # SKIP $2"; }
 note() { echo "# $*"; }
 
 # check NAME CMD...: one TAP line from a command's exit status.
@@ -28,15 +42,27 @@ check() {
 # run_prog NAME CMD...: stream a kselftest program's TAP; a program that
 # dies without reporting a failure still counts as one.
 run_prog() {
-	local name=$1 out=/tmp/run_prog.$$ rc=0
+	local name=$1 out=/tmp/run_prog.$$ rc
 	shift
-	"$@" > "$out" 2>&1 || rc=$?
+	{ "$@" 2>&1; echo $? > "$out.rc"; } | timed > "$out"
+	read -r rc < "$out.rc"
 	cat "$out"
 	if [ "$rc" != 0 ]; then
 		FAILED=1
 		grep -q '^not ok' "$out" || fail "$name exited with status $rc"
 	fi
-	rm -f "$out"
+	rm -f "$out" "$out.rc"
+}
+
+# timed: copy a program's TAP, each result with its time (see took).
+timed() {
+	local line
+	while IFS= read -r line; do
+		case "$line" in
+		'ok '* | 'not ok '*) took ;;
+		esac
+		printf '%s\n' "$line"
+	done
 }
 
 # Implementations: "ours" is the tree's vhost_net (drivers/vhost of this
