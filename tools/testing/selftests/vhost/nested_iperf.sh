@@ -3,12 +3,15 @@
 # End to end under load: iperf3 TCP between L1 and an unmodified L2 guest
 # served by the vhost_net implementation $1, host to guest and guest to
 # host, with $2 queue pairs (QEMU mq=on when more than one).  Proves that
-# every vhost worker of that QEMU carried traffic.
+# every vhost worker of that QEMU carried traffic.  Then L2 is stopped as
+# QEMU stops it, or with a third argument "kill", its QEMU is killed
+# mid-stream (kill_mid_stream: the SIGKILL case without a boot of its own).
 . "$(dirname "$0")/vm_lib.sh"
 . "$(dirname "$0")/nested_lib.sh"
 
-impl=${1:?usage: nested_iperf.sh ours|reference [queue pairs]}
+impl=${1:?usage: nested_iperf.sh ours|reference [queue pairs] [kill]}
 queues=${2:-1}
+ending=${3:-stop}
 SECS=10
 STREAMS=$((queues > 1 ? 4 : 1))
 
@@ -79,6 +82,11 @@ for s in /sys/kernel/debug/vhost-mp/net-$QEMU_PID-*/stats; do
 	[ -f "$s" ] && note "$s: $(tr '\n' ' ' < "$s")"
 done
 
+if [ "$ending" = kill ]; then
+	group "SIGKILL of QEMU mid-traffic ($impl, $queues queue pair(s))"
+	kill_mid_stream "$impl"
+	exit $FAILED
+fi
 stop_l2
 check "QEMU exited" wait_for 120 sh -c "[ ! -d /proc/$QEMU_PID ]"
 check "unload $impl vhost_net after use" unload_vhost

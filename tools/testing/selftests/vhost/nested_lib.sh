@@ -117,6 +117,34 @@ stop_l2() {
 	return 0
 }
 
+# kill_mid_stream IMPL: SIGKILL the running L2's QEMU in the middle of an
+# iperf3 stream to it.  Its vhost workers must go with it, its tap with
+# its last file, and vhost_net must then unload; the runner checks the
+# kernel log, with kmemleak, after the suite.
+kill_mid_stream() {
+	local iperf_pid tids
+
+	timeout 90 chroot "$HOSTROOT" /usr/bin/iperf3 -c $L2_ADDR -t 60 -P 4 \
+		> /tmp/iperf3-kill.out 2>&1 &
+	iperf_pid=$!
+	# iperf3 starts from the 9p root under TCG: wait for a real stream
+	# (100 kB through the tap), however long it takes to get going.
+	check "traffic flowing before the kill" wait_for 180 tap_tx_grew "$(tap_tx)"
+	tids=$(worker_tids)
+	check "vhost workers running before the kill" [ -n "$tids" ]
+	kill -KILL "$QEMU_PID"
+	check "QEMU gone after SIGKILL" wait_for 120 sh -c "[ ! -d /proc/$QEMU_PID ]"
+	wait "$QEMU_PID" 2>/dev/null
+	kill "$iperf_pid" 2>/dev/null
+	wait "$iperf_pid" 2>/dev/null
+	check "$TAP went away with its last file" \
+		wait_for 60 sh -c "[ ! -d /sys/class/net/$TAP ]"
+	check "unload $1 vhost_net after the kill" unload_vhost
+}
+
+tap_tx() { cat /sys/class/net/$TAP/statistics/tx_bytes; }
+tap_tx_grew() { [ $(($(tap_tx) - $1)) -gt 100000 ]; }
+
 # The vhost workers of a QEMU are its threads named vhost-<pid>: one per
 # /dev/vhost-net file, that is one per queue pair.
 worker_tids() {
