@@ -471,6 +471,36 @@ static bool vmp_log_covers(u64 base, const struct vmp_memtable *mt)
 	return access_ok(u64_to_user_ptr(base), bytes);
 }
 
+static u64 vmp_used_size(unsigned int num)
+{
+	return sizeof(struct vring_used) +
+	       sizeof(struct vring_used_elem) * num + sizeof(__virtio16);
+}
+
+/*
+ * Can the log bitmap at @base hold the bits of a used ring of @num entries
+ * at guest address @gpa?  Checked when the ring's address, size or log
+ * base is set, so that logging the ring cannot fault later.
+ */
+static bool vmp_log_covers_used(u64 base, u64 gpa, unsigned int num)
+{
+	u64 last = gpa + vmp_used_size(num) - 1;
+	u64 first_byte = (gpa >> VMP_LOG_PAGE_SHIFT) / BITS_PER_BYTE;
+	u64 last_byte = (last >> VMP_LOG_PAGE_SHIFT) / BITS_PER_BYTE;
+
+	if (last < gpa || base + first_byte < base)
+		return false;
+	return access_ok(u64_to_user_ptr(base + first_byte),
+			 last_byte - first_byte + 1);
+}
+
+/* The ring's used-ring log, if it has one, fits the log at @base. */
+static bool vmp_vq_log_covered(const struct vmp_vq *vq, u64 base, bool log_used,
+			       u64 gpa)
+{
+	return !log_used || !vq->num || vmp_log_covers_used(base, gpa, vq->num);
+}
+
 /**
  * vmp_dev_log_ok - may dirty logging be turned on?
  * @dev: device, with its mutex held
@@ -680,11 +710,9 @@ static bool vmp_rings_ok(unsigned int num, struct vring_desc __user *desc,
 	/* Include the event index words, present or not: it costs nothing. */
 	size_t dsz = sizeof(*desc) * num;
 	size_t asz = sizeof(*avail) + sizeof(__virtio16) * (num + 1);
-	size_t usz = sizeof(*used) + sizeof(struct vring_used_elem) * num +
-		     sizeof(__virtio16);
 
 	return access_ok(desc, dsz) && access_ok(avail, asz) &&
-	       access_ok(used, usz);
+	       access_ok(used, vmp_used_size(num));
 }
 
 /**
@@ -703,6 +731,9 @@ int vmp_vq_start(struct vmp_vq *vq)
 	if (!vq->num || !vq->desc || !vq->avail || !vq->used)
 		return -EFAULT;
 	if (!vmp_rings_ok(vq->num, vq->desc, vq->avail, vq->used))
+		return -EFAULT;
+	if (vq->log_base_set &&
+	    !vmp_vq_log_covered(vq, vq->log_base, vq->log_used, vq->log_gpa))
 		return -EFAULT;
 	vq->used_flags = 0;
 	if (put_user(cpu_to_vmp16(0), &vq->used->flags))
@@ -1285,6 +1316,10 @@ static long vmp_vring_set_addr(struct vmp_vq *vq, void __user *argp)
 	/* Without a size the check waits for the backend to be attached. */
 	if (vq->num && !vmp_rings_ok(vq->num, desc, avail, used))
 		return -EFAULT;
+	if (vq->log_base_set &&
+	    !vmp_vq_log_covered(vq, vq->log_base, a.flags & BIT(VHOST_VRING_F_LOG),
+				a.log_guest_addr))
+		return -EFAULT;
 
 	/* Changing addresses of a live ring is how QEMU toggles used-ring
 	 * logging during migration, so it is allowed.
@@ -1460,6 +1495,16 @@ static long vmp_vring_ioctl(struct vmp_dev *dev, unsigned int cmd,
 
 /* ---- device ioctls ----------------------------------------------------- */
 
+static bool vmp_vq_log_fits(struct vmp_vq *vq, u64 base)
+{
+	bool ok;
+
+	mutex_lock(&vq->mutex);
+	ok = vmp_vq_log_covered(vq, base, vq->log_used, vq->log_gpa);
+	mutex_unlock(&vq->mutex);
+	return ok;
+}
+
 static long vmp_set_log_base(struct vmp_dev *dev, u64 __user *argp)
 {
 	unsigned int i;
@@ -1469,6 +1514,9 @@ static long vmp_set_log_base(struct vmp_dev *dev, u64 __user *argp)
 		return -EFAULT;
 	if (!vmp_addr_fits(base) || !vmp_log_covers(base, dev->mem))
 		return -EFAULT;
+	for (i = 0; i < dev->nvqs; i++)
+		if (!vmp_vq_log_fits(dev->vqs[i], base))
+			return -EFAULT;
 	dev->log_base = base;
 	dev->log_base_set = true;
 	for (i = 0; i < dev->nvqs; i++) {

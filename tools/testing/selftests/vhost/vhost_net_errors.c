@@ -976,6 +976,39 @@ TEST_F(vhost, vring_addr_kernel_live)
 	tx_works(_metadata, &self->g);
 }
 
+/*
+ * A used ring logged at a guest address whose bits lie beyond the end of
+ * the log bitmap (past the top of user space): refused when the address
+ * or the log base is set, not found out when the ring is first logged.
+ * On a live ring upstream says EINVAL for SET_VRING_ADDR; ours EFAULT,
+ * as for every address that does not fit.
+ */
+TEST_F(vhost, vring_addr_log_beyond_bitmap)
+{
+	struct vhost_vring_addr a;
+	uint8_t *bitmap;
+
+	bitmap = map_pages(1, PROT_READ | PROT_WRITE);
+	ASSERT_TRUE(!!bitmap);
+	setup_all(_metadata, &self->g);
+	/* 2^50: its bits are 32 GiB into the bitmap.  No base yet: fine. */
+	a = good_addr(&self->g, TX);
+	a.flags = 1U << VHOST_VRING_F_LOG;
+	a.log_guest_addr = 1ULL << 50;
+	CHECK(0, ioctl(self->g.fd, VHOST_SET_VRING_ADDR, &a));
+	/* A base 4 GiB below the top of user space cannot hold them. */
+	CHECK(EFAULT, set_log_base(self->g.fd, 0x7fff00000000ULL));
+	CHECK(0, set_log_base(self->g.fd, uptr(bitmap)));
+	/* 2^62: 2^59 bytes into any bitmap, beyond user space. */
+	a.log_guest_addr = 1ULL << 62;
+	CHECK(BY_IMPL(EFAULT, EINVAL),
+	      ioctl(self->g.fd, VHOST_SET_VRING_ADDR, &a));
+	a = good_addr(&self->g, TX);
+	CHECK(0, ioctl(self->g.fd, VHOST_SET_VRING_ADDR, &a));
+	tx_works(_metadata, &self->g);
+	munmap(bitmap, PAGE);
+}
+
 /* Rings in memory the owner cannot touch: SET_BACKEND must say EFAULT. */
 TEST_F(vhost, backend_on_unreadable_rings)
 {
