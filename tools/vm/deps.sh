@@ -6,7 +6,7 @@
 
 PACKAGES=(
 	build-essential gcc-multilib bc bison flex cpio rsync kmod file
-	libelf-dev libssl-dev dwarves python3 xz-utils ca-certificates
+	libelf-dev libssl-dev dwarves python3 xz-utils lz4 ca-certificates
 	perl sparse
 	qemu-system-x86 busybox-static
 	iproute2 iperf3 iputils-ping jq

@@ -28,12 +28,12 @@ start_l2_with() {
 	local smp=$1 append=$2 netdev=$3 device=$4
 	shift 4
 	mkdir -p "$HOSTROOT/tmp/l2"
-	cp /l2/bzImage /l2/initramfs.cpio.gz "$HOSTROOT/tmp/l2/"
+	cp /l2/bzImage /l2/initramfs.cpio "$HOSTROOT/tmp/l2/"
 	: > "$L2_LOG"
 	(exec "$@" chroot "$HOSTROOT" env TMPDIR=/tmp PATH=/usr/sbin:/usr/bin:/sbin:/bin \
 		qemu-system-x86_64 -accel tcg -m 256 -smp "$smp" -nodefaults \
 		-display none -no-reboot \
-		-kernel /tmp/l2/bzImage -initrd /tmp/l2/initramfs.cpio.gz \
+		-kernel /tmp/l2/bzImage -initrd /tmp/l2/initramfs.cpio \
 		-append "console=ttyS0 panic=-1 quiet $append" \
 		-serial file:/tmp/l2.log \
 		-virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
