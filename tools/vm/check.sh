@@ -203,10 +203,17 @@ if [ "$MODE" = reference ]; then
 	done
 	finish
 fi
-checkpatch
-series_checkpatch
-series_check
-out_of_tree_modules
+# timed STEP...: run a step, then say what it took.
+timed() {
+	local t0=$SECONDS
+	"$@"
+	echo "# $1 took $((SECONDS - t0))s"
+}
+
+timed checkpatch
+timed series_checkpatch
+timed series_check
+timed out_of_tree_modules
 for suite in basic sim e2e; do
 	run_suite "$suite" test
 done
