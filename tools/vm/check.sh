@@ -112,6 +112,29 @@ harness_selftest() {
 	fi
 }
 
+# Lines that a stuck NIC leaves in a kernel log (6.12's dev_watchdog,
+# virtio_net's, e1000's and e1000e's own reports) fail a run.
+stuck_nic_selftest() {
+	local line miss=0
+	while read -r line; do
+		if ! printf '%s\n' "$line" | grep -aEq "$BAD_LOG"; then
+			echo "# not caught: $line"
+			miss=1
+		fi
+	done <<-'EOF'
+	[   42.100000] NETDEV WATCHDOG: eth1 (virtio_net): transmit queue 0 timed out 5120 ms
+	[   42.100001] virtio_net virtio1 eth1: TX timeout on queue: 0, sq: output.0, vq: 0x1, name: output.0, 5120000 usecs ago
+	[   42.100002] e1000e 0000:00:04.0 eth2: Detected Hardware Unit Hang:
+	[   42.100003] e1000 0000:00:03.0 eth0: Detected Tx Unit Hang
+	[   42.100004] e1000e 0000:00:04.0 eth2: Reset adapter unexpectedly
+	EOF
+	if [ "$miss" = 0 ]; then
+		result ok "harness self-test: a stuck NIC's kernel messages fail a run"
+	else
+		result fail "harness self-test: a stuck NIC's kernel messages fail a run"
+	fi
+}
+
 # Our own sources must be checkpatch --strict clean.
 checkpatch() {
 	local tree files
@@ -220,4 +243,5 @@ done
 # Two extra virtio-net NICs on one QEMU hub: one bound, one its peer.
 run_suite mpassthru test -n
 harness_selftest
+stuck_nic_selftest
 finish

@@ -59,3 +59,9 @@ out_dir() {
 }
 
 kernel_release() { cat "$(out_dir "$1")/include/config/kernel.release"; }
+
+# What in a kernel log fails a VM run: warnings, crashes, sanitizers,
+# lockdep, hangs and leaks, and a NIC whose hardware path is stuck (a
+# transmit watchdog, a driver's own TX timeout or hang report).
+BAD_LOG='BUG:|WARNING:|KASAN|Oops|general protection fault|Kernel panic|possible circular locking|possible recursive locking|soft lockup|hung task|blocked for more than|unreferenced object|suspected memory leak|UBSAN'
+BAD_LOG+='|NETDEV WATCHDOG|transmit queue [0-9]+ timed out|TX timeout on queue|Tx Unit Hang|Hardware Unit Hang|Reset adapter unexpectedly'

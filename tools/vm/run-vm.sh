@@ -49,9 +49,6 @@ tap="$outdir/tap.log"
 : > "$console"
 : > "$tap"
 
-# What must never show up in the guest's kernel log.
-BAD_LOG='BUG:|WARNING:|KASAN|Oops|general protection fault|Kernel panic|possible circular locking|possible recursive locking|soft lockup|hung task|blocked for more than|unreferenced object|suspected memory leak|UBSAN'
-
 qemu_args=(
 	-accel tcg -cpu max -smp 2 -m "$mem"
 	-display none -monitor none -no-reboot
