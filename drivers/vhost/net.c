@@ -1372,12 +1372,21 @@ static int vmp_net_rx_post(struct vmp_net_vq *nvq)
 static int vmp_net_rx_run_posted(struct vmp_net_vq *nvq)
 {
 	unsigned int pkts = 0;
+	u32 seq;
 	int r;
 
 	nvq->rxp.posting = true;
 	r = vmp_net_rx_reap(nvq, true, &pkts);
+	seq = nvq->rxp.seq;
 	if (r >= 0)
 		r = vmp_net_rx_post(nvq);
+	/*
+	 * Frames the backend holds until a buffer is posted (copies of what
+	 * landed in its own memory) can go into the new ones now, not at
+	 * the next event, which may never come while they wait.
+	 */
+	if (!r && nvq->rxp.seq != seq)
+		r = min(vmp_net_rx_reap(nvq, true, &pkts), 0);
 	if (!r && pkts >= VMP_NET_PKT_WEIGHT)
 		vmp_work_queue(nvq->vq.dev, &nvq->vq.work);
 	return r;
