@@ -76,6 +76,16 @@
 #define MP_RXBUF_SEGS		8
 /* Posted buffers the driver leaves for frames that land in host memory. */
 #define MP_RX_COPY_RESERVE	4
+/*
+ * Host pages the driver gets once its ring has held no guest buffer for
+ * MP_RX_DRY_MS: well within the 5 s after which a stalled peer's
+ * transmit watchdog fires, well beyond a guest that is only slow.  A
+ * NAPI budget of them, so that the ring still has some when the next
+ * poll refills it: a device whose ring keeps running dry stalls its
+ * peer in bursts, and QEMU's hub reorders frames at each one.
+ */
+#define MP_RX_HOST_BUFS		64
+#define MP_RX_DRY_MS		2000
 /* How long the end of a posting period waits for buffers the stack holds. */
 #define MP_RX_STOP_WAIT_MS	250
 
@@ -127,8 +137,11 @@ struct mp_rxseg {
  * @nr_segs: valid entries of @segs
  * @segs: the whole buffer, header room first
  * @delivered: the frame in it went to the guest; unpin and forget it
+ * @in_ring: lent to the driver, and the device has not written it yet
+ * @host: one of the file's host pages, lent when the guest has none
  *
- * Pinned from mp_rx_post() until delivered or returned.
+ * Pinned from mp_rx_post() until delivered or returned.  A host buffer
+ * uses only @cb and @node.
  */
 struct mp_rxbuf {
 	struct netdev_page_ctor_buf cb;
@@ -139,6 +152,8 @@ struct mp_rxbuf {
 	unsigned int nr_segs;
 	struct mp_rxseg segs[MP_RXBUF_SEGS];
 	bool delivered;
+	bool in_ring;
+	bool host;
 };
 
 /**
@@ -160,6 +175,14 @@ struct mp_rxbuf {
  * @refused: the device's driver cannot take lent buffers (RTNL)
  * @too_small: guest buffers refused because a frame would not fit
  * @stale: buffers that came back after their period ended
+ * @host_free: host buffers not lent
+ * @in_ring: guest buffers in the driver's ring, not yet written
+ * @dry_since: when @in_ring last dropped to 0
+ * @feeding: @ctor is attached: the dry watch may run
+ * @host_fill: the driver's ring ran dry: lend it host buffers
+ * @dry_work: looks at a ring that ran dry; holds the socket while queued
+ * @host_bufs: host buffers allocated, lent or not (dry watch only)
+ * @host_frames: frames that arrived in host buffers, copied out
  *
  * A period runs from the first post after a claim or a stop to the next
  * stop; every buffer posted in it is reported once, by a reap, or never
@@ -181,6 +204,14 @@ struct mp_rx_zc {
 	bool refused;
 	atomic64_t too_small;
 	atomic64_t stale;
+	struct list_head host_free;
+	unsigned int in_ring;
+	unsigned long dry_since;
+	bool feeding;
+	bool host_fill;
+	struct delayed_work dry_work;
+	unsigned int host_bufs;
+	atomic64_t host_frames;
 };
 
 #endif
@@ -302,12 +333,77 @@ static struct mp_rxbuf *mp_rxbuf_of(struct mp_file *mf, struct sk_buff *skb)
 
 static bool mp_skb_in_guest(struct mp_file *mf, struct sk_buff *skb)
 {
-	return mp_rxbuf_of(mf, skb);
+	struct mp_rxbuf *rb = mp_rxbuf_of(mf, skb);
+
+	return rb && !rb->host;
+}
+
+/* Look at the driver's ring after @delay jiffies (0: now, again). */
+static void mp_zc_watch(struct mp_file *mf, unsigned long delay)
+{
+	bool queued;
+
+	/* The work holds the socket while queued; the caller holds it too. */
+	sock_hold(&mf->sk);
+	if (delay)
+		queued = queue_delayed_work(system_wq, &mf->zc.dry_work, delay);
+	else
+		queued = !mod_delayed_work(system_wq, &mf->zc.dry_work, 0);
+	if (!queued)
+		sock_put(&mf->sk);
+}
+
+/*
+ * The device wrote @rb, or the driver gave it back unwritten.  Returns
+ * whether that left the ring without a guest buffer, to be watched.
+ * zc.lock held.
+ */
+static bool mp_zc_left_ring(struct mp_file *mf, struct mp_rxbuf *rb)
+{
+	if (!rb->in_ring)
+		return false;
+	rb->in_ring = false;
+	if (--mf->zc.in_ring)
+		return false;
+	mf->zc.dry_since = jiffies;
+	return mf->zc.feeding && !mf->zc.host_fill;
+}
+
+/*
+ * A frame arrived in a buffer we lent.  One in a host buffer is copied
+ * out at once, so that the page goes back to the driver's ring while the
+ * copy waits in our queue for a guest buffer.
+ */
+static struct sk_buff *mp_zc_arrived(struct mp_file *mf, struct sk_buff *skb)
+{
+	struct mp_rxbuf *rb = mp_rxbuf_of(mf, skb);
+	struct sk_buff *copy;
+	unsigned long flags;
+	bool dry;
+
+	if (!rb)
+		return skb;
+	spin_lock_irqsave(&mf->zc.lock, flags);
+	dry = mp_zc_left_ring(mf, rb);
+	spin_unlock_irqrestore(&mf->zc.lock, flags);
+	if (dry)
+		mp_zc_watch(mf, msecs_to_jiffies(MP_RX_DRY_MS));
+	if (!rb->host)
+		return skb;
+	atomic64_inc(&mf->zc.host_frames);
+	copy = skb_copy(skb, GFP_ATOMIC);
+	consume_skb(skb);
+	return copy;
 }
 #else
 static bool mp_skb_in_guest(struct mp_file *mf, struct sk_buff *skb)
 {
 	return false;
+}
+
+static struct sk_buff *mp_zc_arrived(struct mp_file *mf, struct sk_buff *skb)
+{
+	return skb;
 }
 #endif
 
@@ -379,6 +475,8 @@ static rx_handler_result_t mp_handle_frame(struct sk_buff **pskb)
 				     READ_ONCE(mf->rx_features);
 
 	skb = skb_share_check(skb, GFP_ATOMIC);
+	if (skb)
+		skb = mp_zc_arrived(mf, skb);
 	if (!skb)
 		goto dropped;
 	skb_orphan(skb);
@@ -649,25 +747,78 @@ static void mp_zc_add(struct mp_file *mf, struct mp_rxbuf *rb,
 	spin_unlock_irqrestore(&mf->zc.lock, flags);
 }
 
+/* The next ready guest buffer for the driver's ring; zc.lock held. */
+static struct mp_rxbuf *mp_zc_lend_guest(struct mp_file *mf)
+{
+	struct mp_rxbuf *rb;
+
+	rb = list_first_entry(&mf->zc.ready, struct mp_rxbuf, node);
+	list_del(&rb->node);
+	mf->zc.nr_ready--;
+	mf->zc.out++;
+	rb->in_ring = true;
+	mf->zc.in_ring++;
+	mf->zc.host_fill = false;
+	return rb;
+}
+
+/* A host buffer, while the ring is fed with them; zc.lock held. */
+static struct mp_rxbuf *mp_zc_lend_host(struct mp_file *mf)
+{
+	struct mp_rxbuf *rb;
+
+	if (!mf->zc.host_fill)
+		return NULL;
+	rb = list_first_entry_or_null(&mf->zc.host_free, struct mp_rxbuf, node);
+	if (rb)
+		list_del(&rb->node);
+	return rb;
+}
+
+/* The next frame to deliver waits for a posted buffer to be copied into. */
+static bool mp_zc_copy_waiting(struct mp_file *mf)
+{
+	struct sk_buff_head *q = &mf->sk.sk_receive_queue;
+	unsigned long flags;
+	struct sk_buff *skb;
+	bool waiting;
+
+	spin_lock_irqsave(&q->lock, flags);
+	skb = skb_peek(q);
+	waiting = skb && !MP_SKB_CB(skb)->in_place;
+	spin_unlock_irqrestore(&q->lock, flags);
+	return waiting;
+}
+
 /*
  * The driver refills from softirq.  A few buffers stay behind for frames
  * that arrive in host memory after all (queued before the constructor was
  * attached, spread over several device buffers, copied by a packet tap).
+ * A ring the guest left without buffers is watched: a device that cannot
+ * receive stalls whatever sends to it (QEMU's hub stops the peer NIC, as
+ * a flow-controlled switch port would), so after MP_RX_DRY_MS it gets
+ * host buffers, and what lands in them is copied and queued for the
+ * guest, or dropped and counted once our queue is full.  While such
+ * copies wait, the guest's buffers go to them first: in order, and
+ * before the device fills more.
  */
 static struct netdev_page_ctor_buf *mp_zc_get_buf(struct netdev_page_ctor *ctor)
 {
 	struct mp_file *mf = container_of(ctor, struct mp_file, zc.ctor);
 	struct mp_rxbuf *rb = NULL;
-	unsigned long flags;
+	unsigned long flags, due = 0;
+
+	bool backlog = mp_zc_copy_waiting(mf);
 
 	spin_lock_irqsave(&mf->zc.lock, flags);
-	if (!mf->zc.stopping && mf->zc.nr_ready > MP_RX_COPY_RESERVE) {
-		rb = list_first_entry(&mf->zc.ready, struct mp_rxbuf, node);
-		list_del(&rb->node);
-		mf->zc.nr_ready--;
-		mf->zc.out++;
-	}
+	if (!mf->zc.stopping)
+		rb = mf->zc.nr_ready > MP_RX_COPY_RESERVE && !backlog ?
+		     mp_zc_lend_guest(mf) : mp_zc_lend_host(mf);
+	if (!rb && !mf->zc.in_ring && mf->zc.feeding && !mf->zc.host_fill)
+		due = mf->zc.dry_since + msecs_to_jiffies(MP_RX_DRY_MS);
 	spin_unlock_irqrestore(&mf->zc.lock, flags);
+	if (due)
+		mp_zc_watch(mf, max_t(long, (long)(due - jiffies), 1));
 	if (!rb)
 		return NULL;
 	/* Lent buffers keep the file, and so the constructor, alive. */
@@ -700,10 +851,20 @@ static void mp_zc_put_buf(struct netdev_page_ctor *ctor,
 	struct mp_file *mf = container_of(ctor, struct mp_file, zc.ctor);
 	struct mp_rxbuf *rb = container_of(cb, struct mp_rxbuf, cb);
 	unsigned long flags;
+	bool dry = false, refill = false;
 
 	spin_lock_irqsave(&mf->zc.lock, flags);
-	list_add_tail(&rb->node, mp_zc_home(mf, rb));
+	if (rb->host) {
+		list_add_tail(&rb->node, &mf->zc.host_free);
+		/* The driver stopped refilling when it ran out of these. */
+		refill = mf->zc.host_fill && mf->zc.feeding;
+	} else {
+		dry = mp_zc_left_ring(mf, rb);
+		list_add_tail(&rb->node, mp_zc_home(mf, rb));
+	}
 	spin_unlock_irqrestore(&mf->zc.lock, flags);
+	if (dry || refill)
+		mp_zc_watch(mf, dry ? msecs_to_jiffies(MP_RX_DRY_MS) : 0);
 	atomic_long_dec(&mp_lent_bufs);
 	sock_put(&mf->sk);
 }
@@ -722,6 +883,51 @@ static void mp_zc_free_list(struct mp_file *mf, struct list_head *list,
 		mp_rxbuf_unpin(mf, rb, dirty);
 		kfree(rb);
 	}
+}
+
+/*
+ * Host pages for a ring the guest left dry, the first time one is; the
+ * dry watch only, so never twice at once.  Fewer than asked for will do.
+ */
+static int mp_zc_host_alloc(struct mp_file *mf)
+{
+	struct mp_rxbuf *rb;
+	unsigned long flags;
+	struct page *page;
+
+	while (mf->zc.host_bufs < MP_RX_HOST_BUFS) {
+		rb = kzalloc(sizeof(*rb), GFP_KERNEL_ACCOUNT);
+		page = alloc_page(GFP_KERNEL_ACCOUNT);
+		if (!rb || !page) {
+			kfree(rb);
+			if (page)
+				__free_page(page);
+			break;
+		}
+		rb->host = true;
+		rb->cb.nr_frags = 1;
+		rb->cb.size = PAGE_SIZE;
+		rb->cb.frags[0].page = page;
+		rb->cb.frags[0].len = PAGE_SIZE;
+		spin_lock_irqsave(&mf->zc.lock, flags);
+		list_add_tail(&rb->node, &mf->zc.host_free);
+		spin_unlock_irqrestore(&mf->zc.lock, flags);
+		mf->zc.host_bufs++;
+	}
+	return mf->zc.host_bufs ? 0 : -ENOMEM;
+}
+
+/* The host pages, none lent any more; any context. */
+static void mp_zc_host_free(struct mp_file *mf)
+{
+	struct mp_rxbuf *rb, *tmp;
+
+	list_for_each_entry_safe(rb, tmp, &mf->zc.host_free, node) {
+		__free_page(rb->cb.frags[0].page);
+		kfree(rb);
+	}
+	INIT_LIST_HEAD(&mf->zc.host_free);
+	mf->zc.host_bufs = 0;
 }
 
 /* Unpin delivered and stale buffers; process context. */
@@ -769,14 +975,102 @@ static void mp_zc_next_period(struct mp_file *mf, bool stop)
 	mp_zc_free_list(mf, &old, false);
 }
 
+/* Start or end the watch for a ring the guest leaves dry. */
+static void mp_zc_set_feeding(struct mp_file *mf, bool feeding)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&mf->zc.lock, flags);
+	mf->zc.feeding = feeding;
+	mf->zc.host_fill = false;
+	mf->zc.dry_since = jiffies;
+	spin_unlock_irqrestore(&mf->zc.lock, flags);
+}
+
+/*
+ * After feeding went off, nothing queues the watch again: cancel it.
+ * The caller holds the file, so the reference the work held is not the
+ * last one.
+ */
+static void mp_zc_unwatch(struct mp_file *mf)
+{
+	if (cancel_delayed_work_sync(&mf->zc.dry_work))
+		sock_put(&mf->sk);
+}
+
 /* Take the lent buffers back from the driver; RTNL held. */
 static void mp_zc_detach(struct mp_file *mf, struct net_device *dev)
 {
 	ASSERT_RTNL();
 	if (!mf->zc.attached)
 		return;
+	mp_zc_set_feeding(mf, false);
 	netdev_page_ctor_detach(dev, &mf->zc.ctor);
 	WRITE_ONCE(mf->zc.attached, false);
+	mp_zc_unwatch(mf);
+}
+
+/* Have the driver refill its rings from us. */
+static void mp_zc_wake(struct mp_file *mf)
+{
+	rcu_read_lock();
+	if (rcu_dereference(mf->port) && READ_ONCE(mf->zc.attached))
+		netdev_page_ctor_wakeup(&mf->zc.ctor);
+	rcu_read_unlock();
+}
+
+/*
+ * A ring left without guest buffers: once it has been dry for
+ * MP_RX_DRY_MS, feed it host buffers until the guest posts again.
+ * While it is fed, each host buffer that comes back is a refill.
+ */
+static void mp_zc_dry_work(struct work_struct *work)
+{
+	struct mp_file *mf = container_of(to_delayed_work(work), struct mp_file,
+					  zc.dry_work);
+	unsigned long flags, due;
+	bool dry = false;
+	long left = 0;
+
+	spin_lock_irqsave(&mf->zc.lock, flags);
+	due = mf->zc.dry_since + msecs_to_jiffies(MP_RX_DRY_MS);
+	if (!mf->zc.feeding || mf->zc.in_ring)
+		;	/* detached, or the guest's buffers are back in the ring */
+	else if (mf->zc.host_fill || time_after_eq(jiffies, due))
+		dry = true;
+	else
+		left = (long)(due - jiffies);
+	spin_unlock_irqrestore(&mf->zc.lock, flags);
+	if (dry && mp_zc_host_alloc(mf))
+		left = msecs_to_jiffies(MP_RX_DRY_MS);	/* no memory now */
+	if (dry) {
+		spin_lock_irqsave(&mf->zc.lock, flags);
+		/* The guest may have posted meanwhile. */
+		mf->zc.host_fill = mf->zc.feeding && mf->zc.host_bufs &&
+				   mf->zc.nr_ready <= MP_RX_COPY_RESERVE;
+		spin_unlock_irqrestore(&mf->zc.lock, flags);
+		mp_zc_wake(mf);
+	}
+	if (left > 0)
+		mp_zc_watch(mf, left);
+	sock_put(&mf->sk);
+}
+
+/* Lend @dev our buffers; RTNL held. */
+static int mp_zc_attach_dev(struct mp_file *mf, struct net_device *dev)
+{
+	int err;
+
+	mp_zc_set_feeding(mf, true);
+	err = netdev_page_ctor_attach(dev, &mf->zc.ctor);
+	/* Whatever the reason, the copy path is the answer. */
+	mf->zc.refused = err;
+	WRITE_ONCE(mf->zc.attached, !err);
+	if (err) {
+		mp_zc_set_feeding(mf, false);
+		mp_zc_unwatch(mf);
+	}
+	return err;
 }
 
 static int mp_zc_attach(struct mp_file *mf)
@@ -788,16 +1082,12 @@ static int mp_zc_attach(struct mp_file *mf)
 		return 0;
 	rtnl_lock();
 	port = rtnl_dereference(mf->port);
-	if (!port) {
+	if (!port)
 		err = mp_unbound_err(mf);
-	} else if (mf->zc.refused) {
+	else if (mf->zc.refused)
 		err = -EOPNOTSUPP;
-	} else if (!mf->zc.attached) {
-		err = netdev_page_ctor_attach(port->dev, &mf->zc.ctor);
-		/* Whatever the reason, the copy path is the answer. */
-		mf->zc.refused = err;
-		WRITE_ONCE(mf->zc.attached, !err);
-	}
+	else if (!mf->zc.attached)
+		err = mp_zc_attach_dev(mf, port->dev);
 	rtnl_unlock();
 	return err;
 }
@@ -934,6 +1224,10 @@ static int mp_rx_post(struct socket *sock, const struct iovec *iov,
 	mf->zc.posted++;
 	list_add_tail(&rb->node, &mf->zc.ready);
 	mf->zc.nr_ready++;
+	/* The guest is back: no more host buffers, and the dry watch restarts. */
+	mf->zc.dry_since = jiffies;
+	if (mf->zc.nr_ready > MP_RX_COPY_RESERVE)
+		mf->zc.host_fill = false;
 	spin_unlock_irqrestore(&mf->zc.lock, flags);
 	/* An unbind that ran meanwhile missed this one. */
 	if (READ_ONCE(mf->state) != MPASSTHRU_STATE_BOUND)
@@ -944,12 +1238,7 @@ static int mp_rx_post(struct socket *sock, const struct iovec *iov,
 /* Tell the driver that posted buffers are ready. */
 static void mp_rx_kick(struct socket *sock)
 {
-	struct mp_file *mf = mp_from_sock(sock);
-
-	rcu_read_lock();
-	if (rcu_dereference(mf->port) && READ_ONCE(mf->zc.attached))
-		netdev_page_ctor_wakeup(&mf->zc.ctor);
-	rcu_read_unlock();
+	mp_zc_wake(mp_from_sock(sock));
 }
 
 /* The buffer @skb lies in, when it is to be delivered where it lies. */
@@ -960,29 +1249,25 @@ static struct mp_rxbuf *mp_zc_in_place(struct mp_file *mf, struct sk_buff *skb)
 
 /*
  * Put a received frame into a posted buffer: where it lies, or by copy
- * into a ready one.  A frame whose buffer outlived its period is dropped.
+ * into @copy_to, a ready one.  A frame whose buffer outlived its period
+ * is dropped.
  */
 static int mp_zc_deliver(struct mp_file *mf, struct sk_buff *skb,
-			 struct vmp_rx_done *done)
+			 struct mp_rxbuf *copy_to, struct vmp_rx_done *done)
 {
-	struct mp_rxbuf *rb = mp_zc_in_place(mf, skb);
-	unsigned int len = rb ? rb->cb.frame_len : skb->len;
-	bool copy = !rb;
-	int err = -ENOBUFS;
+	struct mp_rxbuf *rb = copy_to ?: mp_zc_in_place(mf, skb);
+	unsigned int len = copy_to ? skb->len : rb->cb.frame_len;
+	int err = 0;
 
-	if (rb && rb->gen != READ_ONCE(mf->zc.gen))
-		rb = NULL;
-	else if (copy)
-		rb = mp_zc_take_ready(mf);
-	if (rb && copy)
+	if (!copy_to && rb->gen != READ_ONCE(mf->zc.gen))
+		err = -ESTALE;
+	else if (copy_to)
 		err = mp_rxbuf_copy_skb(rb, skb, 0, rb->hdr_len, len);
-	else if (rb)
-		err = 0;
 	if (!err)
 		err = mp_rxbuf_put_hdr(rb, skb, 0);
 	if (err) {
-		if (copy && rb)
-			mp_zc_add(mf, rb, &mf->zc.ready);
+		if (copy_to)
+			mp_zc_add(mf, copy_to, &mf->zc.ready);
 		mp_stat_add(mf, MP_RX_DROPPED, 1);
 		kfree_skb(skb);
 		return err;
@@ -992,10 +1277,10 @@ static int mp_zc_deliver(struct mp_file *mf, struct sk_buff *skb,
 	done->len = rb->hdr_len + len;
 	mp_stat_add(mf, MP_RX_PACKETS, 1);
 	mp_stat_add(mf, MP_RX_BYTES, len);
-	mp_stat_add(mf, copy ? MP_RX_COPY_BYTES : MP_RX_ZCOPY_BYTES, len);
+	mp_stat_add(mf, copy_to ? MP_RX_COPY_BYTES : MP_RX_ZCOPY_BYTES, len);
 	rb->delivered = true;
 	WRITE_ONCE(mf->zc.posted, mf->zc.posted - 1);
-	if (copy)
+	if (copy_to)
 		mp_zc_add(mf, rb, &mf->zc.done);
 	/* Ours comes back through mp_zc_put_buf(), now as delivered. */
 	consume_skb(skb);
@@ -1024,18 +1309,47 @@ static unsigned int mp_zc_take_returned(struct mp_file *mf,
 }
 
 /*
+ * The frame at the head of our queue, with the ready buffer it is to be
+ * copied into (*@copy_to) unless it lies in one.  A copy with no buffer
+ * to go to stays queued, and everything behind it waits: the guest
+ * receives in order, and nothing is dropped for want of a buffer.
+ */
+static struct sk_buff *mp_zc_next_live(struct mp_file *mf,
+				       struct mp_rxbuf **copy_to)
+{
+	struct sk_buff_head *q = &mf->sk.sk_receive_queue;
+	struct sk_buff *skb;
+	unsigned long flags;
+
+	spin_lock_irqsave(&q->lock, flags);
+	skb = skb_peek(q);
+	if (skb && !mp_zc_in_place(mf, skb)) {
+		*copy_to = mp_zc_take_ready(mf);
+		if (!*copy_to)
+			skb = NULL;
+	}
+	if (skb)
+		__skb_unlink(skb, q);
+	spin_unlock_irqrestore(&q->lock, flags);
+	return skb;
+}
+
+/*
  * The next frame to put into a posted buffer.  While no period runs, only
  * frames that lie in one as they are to be delivered: the others wait for
  * the copy path.
  */
-static struct sk_buff *mp_zc_next_frame(struct mp_file *mf)
+static struct sk_buff *mp_zc_next_frame(struct mp_file *mf,
+					struct mp_rxbuf **copy_to)
 {
 	struct sk_buff_head *q = &mf->sk.sk_receive_queue;
 	struct sk_buff *skb, *tmp;
 	unsigned long flags;
 
+	*copy_to = NULL;
 	if (!READ_ONCE(mf->zc.stopping))
-		return READ_ONCE(mf->zc.attached) ? skb_dequeue(q) : NULL;
+		return READ_ONCE(mf->zc.attached) ?
+		       mp_zc_next_live(mf, copy_to) : NULL;
 	spin_lock_irqsave(&q->lock, flags);
 	skb_queue_walk_safe(q, skb, tmp) {
 		if (mp_zc_in_place(mf, skb)) {
@@ -1059,10 +1373,11 @@ static int mp_rx_reap(struct socket *sock, struct vmp_rx_done *done,
 {
 	struct mp_file *mf = mp_from_sock(sock);
 	unsigned int n = mp_zc_take_returned(mf, done, max);
+	struct mp_rxbuf *copy_to;
 	struct sk_buff *skb;
 
-	while (n < max && (skb = mp_zc_next_frame(mf))) {
-		if (!mp_zc_deliver(mf, skb, &done[n]))
+	while (n < max && (skb = mp_zc_next_frame(mf, &copy_to))) {
+		if (!mp_zc_deliver(mf, skb, copy_to, &done[n]))
 			n++;
 	}
 	mp_zc_unpin_done(mf);
@@ -1147,23 +1462,26 @@ static void mp_zc_free_all(struct mp_file *mf)
 	mp_zc_free_list(mf, &mf->zc.ready, false);
 	mp_zc_free_list(mf, &mf->zc.done, false);
 	mp_zc_free_list(mf, &mf->zc.returned, false);
+	mp_zc_host_free(mf);
 }
 
 static void mp_zc_reset(struct mp_file *mf)
 {
 	mf->zc.refused = false;
 	atomic64_set(&mf->zc.too_small, 0);
+	atomic64_set(&mf->zc.host_frames, 0);
 }
 
 static void mp_zc_show(struct seq_file *s, struct mp_file *mf)
 {
-	seq_printf(s, " rx_zc %d rx_posted %u rx_lent %d rx_too_small %lld rx_driver_copied %lld rx_claimed %d rx_stale %lld",
+	seq_printf(s, " rx_zc %d rx_posted %u rx_lent %d rx_too_small %lld rx_driver_copied %lld rx_claimed %d rx_stale %lld rx_host_frames %lld",
 		   READ_ONCE(mf->zc.attached), READ_ONCE(mf->zc.posted),
 		   atomic_read(&mf->zc.ctor.lent),
 		   (s64)atomic64_read(&mf->zc.too_small),
 		   (s64)atomic64_read(&mf->zc.ctor.copied_frames),
 		   !!READ_ONCE(mf->zc.owner),
-		   (s64)atomic64_read(&mf->zc.stale));
+		   (s64)atomic64_read(&mf->zc.stale),
+		   (s64)atomic64_read(&mf->zc.host_frames));
 }
 
 static void mp_zc_init(struct mp_file *mf)
@@ -1173,6 +1491,8 @@ static void mp_zc_init(struct mp_file *mf)
 	INIT_LIST_HEAD(&mf->zc.ready);
 	INIT_LIST_HEAD(&mf->zc.done);
 	INIT_LIST_HEAD(&mf->zc.returned);
+	INIT_LIST_HEAD(&mf->zc.host_free);
+	INIT_DELAYED_WORK(&mf->zc.dry_work, mp_zc_dry_work);
 	/* No period runs until the first post. */
 	mf->zc.stopping = true;
 }

@@ -69,7 +69,7 @@ run_prog "vhost_net_sim (mpassthru, zcopy_rx=0)" /selftests/vhost_net_sim \
 	-r backend.mpassthru_mrg_evidx_indirect.bidir_mixed
 unset SIM_RX_COPY
 run_prog "vhost_net_rx_post (zcopy_rx=0)" /selftests/vhost_net_rx_post \
-	-t small_rings -t two_devices_one_file -t oversized_tx
+	-t small_rings -t two_devices_one_file -t oversized_tx -t guest_stops_posting
 check "no page pinned, no buffer lent after zcopy_rx=0" no_pages_pinned
 check "reload vhost_net with zcopy_rx=1" load_vhost ours
 
