@@ -1034,12 +1034,13 @@ static void mp_zc_dry_work(struct work_struct *work)
 
 	spin_lock_irqsave(&mf->zc.lock, flags);
 	due = mf->zc.dry_since + msecs_to_jiffies(MP_RX_DRY_MS);
-	if (!mf->zc.feeding || mf->zc.in_ring)
-		;	/* detached, or the guest's buffers are back in the ring */
-	else if (mf->zc.host_fill || time_after_eq(jiffies, due))
-		dry = true;
-	else
-		left = (long)(due - jiffies);
+	/* Not when detached, nor once the guest's buffers are back. */
+	if (mf->zc.feeding && !mf->zc.in_ring) {
+		if (mf->zc.host_fill || time_after_eq(jiffies, due))
+			dry = true;
+		else
+			left = (long)(due - jiffies);
+	}
 	spin_unlock_irqrestore(&mf->zc.lock, flags);
 	if (dry && mp_zc_host_alloc(mf))
 		left = msecs_to_jiffies(MP_RX_DRY_MS);	/* no memory now */
