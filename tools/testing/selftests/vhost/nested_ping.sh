@@ -20,7 +20,7 @@ check "load $impl vhost_net" load_vhost "$impl" || exit 1
 check "host root usable for qemu" hostroot_ready || exit 1
 
 boot_l2 1 "" || { unload_vhost; exit 1; }
-if wait_for 300 grep -q 'L2-PING-' "$L2_LOG"; then
+if wait_for $L2_BOOT_WAIT grep -q 'L2-PING-' "$L2_LOG"; then
 	check "L2 guest pings L1 over vhost" grep -q 'L2-PING-OK' "$L2_LOG"
 else
 	fail "L2 guest reported its ping"
