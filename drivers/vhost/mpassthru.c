@@ -292,6 +292,8 @@ static struct proto mp_proto = {
 static atomic_long_t mp_pinned_pages = ATOMIC_LONG_INIT(0);
 /* Posted guest buffers inside a NIC driver or an skb, over every binding. */
 static atomic_long_t mp_lent_bufs = ATOMIC_LONG_INIT(0);
+/* Detaches after which a driver kept lent buffers (a ring failed to reset). */
+static atomic_long_t mp_detach_failures = ATOMIC_LONG_INIT(0);
 static LIST_HEAD(mp_files);
 static DEFINE_MUTEX(mp_files_lock);
 static struct dentry *mp_dbg_root;
@@ -998,16 +1000,28 @@ static void mp_zc_unwatch(struct mp_file *mf)
 		sock_put(&mf->sk);
 }
 
-/* Take the lent buffers back from the driver; RTNL held. */
+/*
+ * Take the lent buffers back from the driver; RTNL held.  A driver that
+ * cannot reset a ring keeps that ring's buffers until it can: they hold
+ * the file, never reach the guest (their period ends), and are unpinned
+ * when they come back.
+ */
 static void mp_zc_detach(struct mp_file *mf, struct net_device *dev)
 {
+	int err;
+
 	ASSERT_RTNL();
 	if (!mf->zc.attached)
 		return;
 	mp_zc_set_feeding(mf, false);
-	netdev_page_ctor_detach(dev, &mf->zc.ctor);
+	err = netdev_page_ctor_detach(dev, &mf->zc.ctor);
 	WRITE_ONCE(mf->zc.attached, false);
 	mp_zc_unwatch(mf);
+	if (err) {
+		atomic_long_inc(&mp_detach_failures);
+		netdev_warn(dev, "mpassthru: %d receive buffers stay with the driver until it resets its rings (%d)\n",
+			    atomic_read(&mf->zc.ctor.lent), err);
+	}
 }
 
 /* Have the driver refill its rings from us. */
@@ -2332,6 +2346,14 @@ static int mp_lent_get(void *data, u64 *val)
 }
 DEFINE_DEBUGFS_ATTRIBUTE(mp_lent_fops, mp_lent_get, NULL, "%llu\n");
 
+static int mp_detach_failures_get(void *data, u64 *val)
+{
+	*val = atomic_long_read(&mp_detach_failures);
+	return 0;
+}
+DEFINE_DEBUGFS_ATTRIBUTE(mp_detach_failures_fops, mp_detach_failures_get,
+			 NULL, "%llu\n");
+
 static void mp_debugfs_init(void)
 {
 	mp_dbg_root = debugfs_create_dir("mpassthru", NULL);
@@ -2341,6 +2363,8 @@ static void mp_debugfs_init(void)
 				   &mp_pinned_fops);
 	debugfs_create_file_unsafe("lent_buffers", 0444, mp_dbg_root, NULL,
 				   &mp_lent_fops);
+	debugfs_create_file_unsafe("detach_failures", 0444, mp_dbg_root, NULL,
+				   &mp_detach_failures_fops);
 }
 
 static int __init mp_init(void)
