@@ -2332,39 +2332,25 @@ static int mp_bindings_show(struct seq_file *s, void *unused)
 }
 DEFINE_SHOW_ATTRIBUTE(mp_bindings);
 
-static int mp_pinned_get(void *data, u64 *val)
+/* One of the module-wide counters above; @data is the atomic_long_t. */
+static int mp_counter_get(void *data, u64 *val)
 {
-	*val = atomic_long_read(&mp_pinned_pages);
+	*val = atomic_long_read(data);
 	return 0;
 }
-DEFINE_DEBUGFS_ATTRIBUTE(mp_pinned_fops, mp_pinned_get, NULL, "%llu\n");
-
-static int mp_lent_get(void *data, u64 *val)
-{
-	*val = atomic_long_read(&mp_lent_bufs);
-	return 0;
-}
-DEFINE_DEBUGFS_ATTRIBUTE(mp_lent_fops, mp_lent_get, NULL, "%llu\n");
-
-static int mp_detach_failures_get(void *data, u64 *val)
-{
-	*val = atomic_long_read(&mp_detach_failures);
-	return 0;
-}
-DEFINE_DEBUGFS_ATTRIBUTE(mp_detach_failures_fops, mp_detach_failures_get,
-			 NULL, "%llu\n");
+DEFINE_DEBUGFS_ATTRIBUTE(mp_counter_fops, mp_counter_get, NULL, "%llu\n");
 
 static void mp_debugfs_init(void)
 {
 	mp_dbg_root = debugfs_create_dir("mpassthru", NULL);
 	debugfs_create_file("bindings", 0444, mp_dbg_root, NULL,
 			    &mp_bindings_fops);
-	debugfs_create_file_unsafe("pinned_pages", 0444, mp_dbg_root, NULL,
-				   &mp_pinned_fops);
-	debugfs_create_file_unsafe("lent_buffers", 0444, mp_dbg_root, NULL,
-				   &mp_lent_fops);
-	debugfs_create_file_unsafe("detach_failures", 0444, mp_dbg_root, NULL,
-				   &mp_detach_failures_fops);
+	debugfs_create_file_unsafe("pinned_pages", 0444, mp_dbg_root,
+				   &mp_pinned_pages, &mp_counter_fops);
+	debugfs_create_file_unsafe("lent_buffers", 0444, mp_dbg_root,
+				   &mp_lent_bufs, &mp_counter_fops);
+	debugfs_create_file_unsafe("detach_failures", 0444, mp_dbg_root,
+				   &mp_detach_failures, &mp_counter_fops);
 }
 
 static int __init mp_init(void)
