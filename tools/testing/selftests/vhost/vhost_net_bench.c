@@ -279,8 +279,10 @@ static void setup(struct bench *b, const char *backend, const char *peer)
 	if (peer && simnet_if_up(peer, &b->inject_ifindex))
 		die(peer, errno);
 	r = sim_mem_init(&b->s, MEM, 1);
-	if (!r)
+	if (!r) {
+		sim_mem_prefault(&b->s);
 		r = sim_open(&b->s, "/dev/vhost-net");
+	}
 	if (!r)
 		r = sim_negotiate(&b->s, want);
 	if (!r)
