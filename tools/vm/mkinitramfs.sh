@@ -48,7 +48,8 @@ make_l1() {
 	cp "$out"/vhost-reference/*.ko "$root/lib/vhost-reference/"
 	cp "$out"/harness-test/*.ko "$root/lib/harness/"
 	cp "$out"/selftests/* "$root/selftests/"
-	cp "$REPO"/tools/testing/selftests/vhost/*.sh "$root/selftests/"
+	cp "$REPO"/tools/testing/selftests/vhost/*.sh \
+		"$REPO"/tools/testing/selftests/vhost/*.py "$root/selftests/"
 	cp "$REPO"/tools/vm/guest/suite-*.sh "$root/tests/"
 	cp "$l2_kernel" "$root/l2/bzImage"
 	cp "$CACHE/initramfs-l2.cpio" "$root/l2/initramfs.cpio"

@@ -3,17 +3,23 @@
 # Unmodified QEMU and guest on our vhost_net under load: iperf3 both ways
 # with one queue pair and with QEMU's mq=on and two; then QEMU killed
 # with SIGKILL in the middle of a stream (for ours, the two-queue guest
-# once its streams are checked: one L2 boot fewer).  With the argument
-# "reference" (make check-reference), the SIGKILL case on upstream's.
+# once its streams are checked: one L2 boot fewer).  The one-queue guest
+# has a second NIC with every offload off, whose rates are compared with
+# the same guest's on upstream's vhost_net.  Last, a live migration
+# under traffic between two QEMUs on vhost_net.  With the argument
+# "reference" (make check-reference), the SIGKILL case and the migration
+# on upstream's.
 . /selftests/vm_lib.sh
 
 IMPLS=$(impls_of "${1:-}") || { fail "suite argument '$1'"; exit 1; }
 for impl in $IMPLS; do
 	if [ "$impl" = ours ]; then
 		/selftests/nested_iperf.sh ours 1 || FAILED=1
+		/selftests/nested_offload.sh || FAILED=1
 		/selftests/nested_iperf.sh ours 2 kill || FAILED=1
 	else
 		/selftests/nested_kill.sh "$impl" || FAILED=1
 	fi
+	/selftests/nested_migrate.sh "$impl" || FAILED=1
 done
 exit $FAILED

@@ -3,9 +3,11 @@
 # End to end under load: iperf3 TCP between L1 and an unmodified L2 guest
 # served by the vhost_net implementation $1, host to guest and guest to
 # host, with $2 queue pairs (QEMU mq=on when more than one).  Proves that
-# every vhost worker of that QEMU carried traffic.  Then L2 is stopped as
-# QEMU stops it, or with a third argument "kill", its QEMU is killed
-# mid-stream (kill_mid_stream: the SIGKILL case without a boot of its own).
+# every vhost worker of that QEMU carried traffic.  The one-queue guest
+# has a second NIC with every offload off, measured both ways too.  Then
+# L2 is stopped as QEMU stops it, or with a third argument "kill", its
+# QEMU is killed mid-stream (kill_mid_stream: the SIGKILL case without a
+# boot of its own).
 . "$(dirname "$0")/vm_lib.sh"
 . "$(dirname "$0")/nested_lib.sh"
 
@@ -22,21 +24,28 @@ if ! impl_available "$impl"; then
 	exit 0
 fi
 
-# Bytes each of this QEMU's vhost-net devices (one per queue pair) moved
-# both ways, one line each, in a stable order.
+# The vhost-net devices of L2's first NIC: one per queue pair, opened
+# before the second NIC's.
+nic_devices() {
+	qemu_devices | head -n "$queues"
+}
+
+# Bytes each of the first NIC's vhost-net devices moved both ways, one
+# line each, in a stable order.
 device_bytes_list() {
-	local s
-	for s in /sys/kernel/debug/vhost-mp/net-$QEMU_PID-*/stats; do
-		[ -f "$s" ] || continue
-		awk '$1 == "rx_bytes" || $1 == "tx_bytes" { n += $2 } END { print n + 0 }' "$s"
+	local d
+	for d in $(nic_devices); do
+		awk '$1 == "rx_bytes" || $1 == "tx_bytes" { n += $2 } END { print n + 0 }' "$d/stats"
 	done
 }
 
-# Sum of one counter over the debugfs stats of this QEMU's vhost-net
+# Sum of one counter over the debugfs stats of the first NIC's vhost-net
 # devices (ours only): the proof that our worker moved the bytes.
 our_counter() {
-	cat /sys/kernel/debug/vhost-mp/net-$QEMU_PID-*/stats 2>/dev/null |
-		awk -v k="$1" '$1 == k { n += $2 } END { print n + 0 }'
+	local d
+	for d in $(nic_devices); do
+		cat "$d/stats"
+	done | awk -v k="$1" '$1 == k { n += $2 } END { print n + 0 }'
 }
 
 # counted_iperf FLAG NAME COUNTER: iperf3, then for ours check that the
@@ -53,12 +62,18 @@ counted_iperf() {
 
 check "load $impl vhost_net" load_vhost "$impl" || exit 1
 check "host root usable for qemu" hostroot_ready || exit 1
+# The one-queue guest also has a NIC with every offload off (measured
+# after the first NIC's checks; nested_offload.sh compares the reference).
+[ "$queues" = 1 ] && L2_NIC2=$NO_OFFLOADS
 boot_l2 "$queues" "l2.iperf=1" || { unload_vhost; exit 1; }
 check "L2 serves iperf3" grep -q 'L2-IPERF-SERVER-UP' "$L2_LOG"
 check "L2 driver enabled $queues queue pair(s)" grep -q "L2-READY.* queues $queues[^0-9]*$" "$L2_LOG"
 
+# One vhost worker per queue pair, and one for the second NIC.
+workers=$queues
+[ -n "${L2_NIC2:-}" ] && workers=$((queues + 1))
 tids=$(worker_tids)
-check "one vhost worker per queue pair" [ "$(echo $tids | wc -w)" = "$queues" ]
+check "one vhost worker per queue pair" [ "$(echo $tids | wc -w)" = "$workers" ]
 before=$(device_bytes_list)
 counted_iperf "" "host to guest" rx_bytes
 counted_iperf -R "guest to host" tx_bytes
@@ -78,9 +93,13 @@ if [ "$impl" = ours ]; then
 		i=$((i + 1))
 	done
 fi
-for s in /sys/kernel/debug/vhost-mp/net-$QEMU_PID-*/stats; do
-	[ -f "$s" ] && note "$s: $(tr '\n' ' ' < "$s")"
+for d in $(qemu_devices); do
+	note "$d: $(tr '\n' ' ' < "$d/stats")"
 done
+if [ -n "${L2_NIC2:-}" ]; then
+	group "no offloads ($impl): L2's second NIC"
+	no_offload_streams "$impl"
+fi
 
 if [ "$ending" = kill ]; then
 	group "SIGKILL of QEMU mid-traffic ($impl, $queues queue pair(s))"

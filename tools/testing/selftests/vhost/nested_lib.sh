@@ -10,6 +10,14 @@ L1_ADDR=10.99.0.1
 L2_ADDR=10.99.0.2
 L2_MAC=52:54:00:12:34:56
 
+# With L2_NIC2 set to virtio-net-pci properties (comma-separated), L2 gets
+# a second NIC configured with them, on its own tap and subnet and served
+# by the same vhost_net: one boot measures two device configurations.
+TAP2=tap1
+L1_ADDR2=10.99.1.1
+L2_ADDR2=10.99.1.2
+L2_MAC2=52:54:00:12:34:57
+
 wait_for() {
 	local secs=$1 i=0
 	shift
@@ -32,21 +40,31 @@ L2_BOOT_WAIT=900
 # background, its NIC given by QEMU's -netdev NETDEV -device DEVICE.
 # LAUNCHER, when given, opens the descriptors NETDEV names and execs the
 # rest of its arguments, so that $QEMU_PID is QEMU itself.
+#
+# L2_NAME (default l2) names its serial log, /tmp/$L2_NAME.log, and
+# QEMU's output, /tmp/qemu-$L2_NAME.out, in the host root (the first is
+# $L2_LOG).  L2_9P=0 leaves out the 9p export; L2_QEMU_EXTRA adds options
+# (words without spaces).
 start_l2_with() {
-	local smp=$1 append=$2 netdev=$3 device=$4
+	local smp=$1 append=$2 netdev=$3 device=$4 nic2="" fs="" name=${L2_NAME:-l2}
 	shift 4
+	[ -n "${L2_NIC2:-}" ] &&
+		nic2="-netdev tap,id=n1,ifname=$TAP2,script=no,downscript=no,vhost=on,vhostforce=on
+		      -device virtio-net-pci,netdev=n1,mac=$L2_MAC2,$L2_NIC2"
+	[ "${L2_9P:-1}" = 1 ] &&
+		fs="-virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap"
 	mkdir -p "$HOSTROOT/tmp/l2"
 	cp /l2/bzImage /l2/initramfs.cpio "$HOSTROOT/tmp/l2/"
-	: > "$L2_LOG"
+	: > "$HOSTROOT/tmp/$name.log"
+	# shellcheck disable=SC2086 # $nic2, $fs and the extra options split
 	(exec "$@" chroot "$HOSTROOT" env TMPDIR=/tmp PATH=/usr/sbin:/usr/bin:/sbin:/bin \
 		qemu-system-x86_64 -accel tcg -m 256 -smp "$smp" -nodefaults \
 		-display none -no-reboot \
 		-kernel /tmp/l2/bzImage -initrd /tmp/l2/initramfs.cpio \
 		-append "console=ttyS0 panic=-1 quiet $L2_BOOT_ARGS $append" \
-		-serial file:/tmp/l2.log \
-		-virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
-		-netdev "$netdev" -device "$device" \
-		< /dev/null > "$HOSTROOT/tmp/qemu-l2.out" 2>&1) &
+		-serial "file:/tmp/$name.log" $fs \
+		-netdev "$netdev" -device "$device" $nic2 ${L2_QEMU_EXTRA:-} \
+		< /dev/null > "$HOSTROOT/tmp/qemu-$name.out" 2>&1) &
 	QEMU_PID=$!
 }
 
@@ -70,12 +88,19 @@ start_l2() {
 	start_l2_with "$queues" "$append" "$netdev" "$device"
 }
 
-# Address and link up once QEMU has created the tap; safe to retry.
+# tap_addr_up TAP ADDR: address and link up once QEMU has created the
+# tap; safe to retry.
+tap_addr_up() {
+	[ -d "/sys/class/net/$1" ] || return 1
+	ip addr show dev "$1" | grep -q "inet $2/" ||
+		ip addr add "$2/24" dev "$1" || return 1
+	ip link set "$1" up
+}
+
+# The L1 side of L2's taps: the second one only when L2 has that NIC.
 tap_up() {
-	[ -d /sys/class/net/$TAP ] || return 1
-	ip addr show dev $TAP | grep -q "inet $L1_ADDR/" ||
-		ip addr add $L1_ADDR/24 dev $TAP || return 1
-	ip link set $TAP up
+	tap_addr_up $TAP $L1_ADDR || return 1
+	[ -z "${L2_NIC2:-}" ] || tap_addr_up $TAP2 $L1_ADDR2
 }
 
 # QEMU starts from the 9p root under TCG: on a loaded machine that alone
@@ -209,20 +234,22 @@ iperf_summary() {
 	iperf_field "$1" '.end | "receiver \(.sum_received.bytes) bytes, \(.sum_received.bits_per_second / 1e6 * 100 | floor / 100) Mbit/s; sender retransmits \(.sum_sent.retransmits // "n/a")"'
 }
 
-# run_iperf FLAG NAME [PREFIX...]: an iperf3 client to L2 for $SECS
-# seconds with ${STREAMS:-1} streams, started through PREFIX (for
+# run_iperf FLAG NAME [PREFIX...]: an iperf3 client to L2 (at $IPERF_TO,
+# by default $L2_ADDR) for $SECS seconds with ${STREAMS:-1} streams, started through PREFIX (for
 # instance "ip netns exec NS"); one TAP line, $BYTES set to what the
-# receiving side counted, $SENT to what the sending one wrote and
-# $RETRANS to the segments it resent.
+# receiving side counted (at $RATE bit/s), $SENT to what the sending one
+# wrote and $RETRANS to the segments it resent.
 run_iperf() {
 	local flag=$1 name=$2 out=/tmp/iperf3.json
 	shift 2
 	BYTES=0
+	RATE=0
 	SENT=0
 	RETRANS=0
 	# shellcheck disable=SC2086 # $flag is empty or one option
 	if ! timeout $((SECS + 180)) chroot "$HOSTROOT" "$@" /usr/bin/iperf3 -J \
-		-c $L2_ADDR -t "$SECS" -P "${STREAMS:-1}" $flag > $out 2> $out.err ||
+		-c "${IPERF_TO:-$L2_ADDR}" -t "$SECS" -P "${STREAMS:-1}" $flag \
+		> $out 2> $out.err ||
 	   ! iperf_ok $out; then
 		iperf_show $out
 		fail "iperf3 $name"
@@ -230,6 +257,7 @@ run_iperf() {
 	fi
 	note "iperf3 $name: $(iperf_summary $out)"
 	BYTES=$(iperf_field $out '.end.sum_received.bytes | floor')
+	RATE=$(iperf_field $out '.end.sum_received.bits_per_second | floor')
 	RETRANS=$(iperf_field $out '.end.sum_sent.retransmits // 0')
 	SENT=$(iperf_field $out '.end.sum_sent.bytes | floor')
 	if [ "${BYTES:-0}" -gt 0 ] 2> /dev/null; then
@@ -253,4 +281,69 @@ counted_ok() {
 	[ "$1" -ge "$BYTES" ] && [ "$1" -le "$max" ] && return 0
 	note "counted $1 bytes for $BYTES B read of $SENT B sent ($RETRANS retransmits): want $BYTES..$max"
 	return 1
+}
+
+# The vhost-net devices of this QEMU (their debugfs directories), in the
+# order QEMU opened them: that of its -netdev options, and in each the
+# order of its queue pairs.
+qemu_devices() {
+	local d
+	for d in /sys/kernel/debug/vhost-mp/net-$QEMU_PID-*; do
+		[ -d "$d" ] && echo "${d##*-} $d"
+	done | sort -n | cut -d' ' -f2
+}
+
+# Every checksum and segmentation offload off, as a user may configure
+# the device: the guest sends and receives only whole frames, each with
+# its checksum filled in, and vhost-net never sees a GSO header.
+NO_OFFLOADS=csum=off,guest_csum=off,guest_tso4=off,guest_tso6=off,host_tso4=off,host_tso6=off
+
+# nic2_offloads_off: L2's second NIC negotiated none of those (bits 0, 1,
+# 7, 8, 11 and 12 of the features its virtio device lists in sysfs).
+nic2_offloads_off() {
+	local f bit
+	f=$(sed -n 's/.*L2-NIC2-UP .* features \([01]*\).*/\1/p' "$L2_LOG")
+	note "L2's second NIC: features ${f:-(none reported)}"
+	[ -n "$f" ] || return 1
+	for bit in 0 1 7 8 11 12; do
+		[ "$(echo "$f" | cut -c$((bit + 1)))" = 0 ] || return 1
+	done
+}
+
+# retrans_ok: the sender resent at most one segment in fifty (and ten
+# more, for a short stream's losses at its start).
+retrans_ok() {
+	local max=$((SENT / 1448 / 50 + 10))
+
+	[ "$RETRANS" -le "$max" ] && return 0
+	note "$RETRANS segments resent of $((SENT / 1448)): want at most $max"
+	return 1
+}
+
+# no_offload_streams IMPL: iperf3 both ways through L2's second NIC
+# (booted with L2_NIC2=$NO_OFFLOADS).  Each direction's receiver rate,
+# retransmits and bytes sent go to /tmp/no-offload-IMPL-DIR for the
+# comparison with the other implementation; for ours, the device that
+# serves the NIC must have counted each stream, within bounds.
+no_offload_streams() {
+	local impl=$1 dev flag dir name c0 c1 key SECS=6
+	check "L2's second NIC has every offload off" nic2_offloads_off
+	dev=$(qemu_devices | tail -n 1)
+	for dir in g2h h2g; do
+		if [ $dir = g2h ]; then
+			flag=-R name="no offloads: guest to host" key=tx_bytes
+		else
+			flag="" name="no offloads: host to guest" key=rx_bytes
+		fi
+		rm -f "/tmp/no-offload-$impl-$dir"
+		c0=$(awk -v k=$key '$1 == k { print $2 }' "$dev/stats" 2>/dev/null)
+		IPERF_TO=$L2_ADDR2 run_iperf "$flag" "$name" || continue
+		c1=$(awk -v k=$key '$1 == k { print $2 }' "$dev/stats" 2>/dev/null)
+		echo "$RATE $RETRANS $SENT" > "/tmp/no-offload-$impl-$dir"
+		check "$name: retransmits within bounds" retrans_ok
+		[ "$impl" = ours ] || continue
+		note "$key of the second NIC's device: $c0 -> $c1"
+		check "$name: our $key counted the stream, within bounds" \
+			counted_ok $((${c1:-0} - ${c0:-0}))
+	done
 }
