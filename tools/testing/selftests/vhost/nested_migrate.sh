@@ -2,7 +2,9 @@
 # SPDX-License-Identifier: GPL-2.0
 # Live migration with vhost on both sides, under traffic: two QEMUs in L1,
 # both on vhost_net implementation $1, their taps in one bridge.  The
-# source boots L2; the destination waits with -incoming.  L1 streams
+# source boots L2; the destination waits with -incoming.  First L1 and
+# L2 ping each other through the source's vhost worker (the nested
+# fixture's own check, on this guest to save a boot).  Then L1 streams
 # random data into L2 over TCP and, a MiB in, migrates through the
 # source's QMP socket (migrate_stream.py); the stream goes on through the
 # migration and ends after it.  Then L2 must answer from the destination,
@@ -19,6 +21,7 @@ PORT=4444
 SRC_LOG=$L2_LOG
 DST_LOG=$HOSTROOT/tmp/l2-dst.log
 RESULT=/tmp/migrate.json
+PINGS=10
 
 group "live migration under traffic ($impl)"
 
@@ -88,6 +91,24 @@ l2_answers() {
 	return 1
 }
 
+# Before the migration, L1 pings L2, and the source's vhost worker must
+# carry every packet: each echo request reaches L2 through its RX path
+# and each reply leaves through its TX path, at least one wakeup each.
+ping_both_ways() {
+	local tid wake0 wake1 rx0 rx1
+	tid=$(worker_tids | head -n 1)
+	check "vhost worker thread vhost-$QEMU_PID exists" [ -n "$tid" ] || return
+	wake0=$(worker_wakeups "$tid")
+	rx0=$(cat /sys/class/net/$TAP/statistics/rx_packets)
+	check "L1 pings L2 ($PINGS echo requests)" \
+		timeout 60 ping -c $PINGS -W 5 -q $L2_ADDR
+	wake1=$(worker_wakeups "$tid")
+	rx1=$(cat /sys/class/net/$TAP/statistics/rx_packets)
+	note "worker wakeups $wake0 -> $wake1, tap rx $rx0 -> $rx1"
+	check "vhost worker woke for each packet" [ $((wake1 - wake0)) -ge $PINGS ]
+	check "guest replies arrived on $TAP" [ $((rx1 - rx0)) -ge $PINGS ]
+}
+
 stop_both() {
 	kill "$SRC_PID" "$DST_PID" 2> /dev/null
 	wait "$SRC_PID" "$DST_PID" 2> /dev/null
@@ -114,6 +135,7 @@ if ! wait_l2_booted "L2 guest booted on the source"; then
 	exit 1
 fi
 check "L2 pings L1 through the bridge" grep -q 'L2-PING-OK' "$SRC_LOG"
+ping_both_ways
 
 src0=$(qemu_counter $SRC_PID rx_bytes)
 # shellcheck disable=SC2094 # the script is read from stdin, not $RESULT
