@@ -32,11 +32,12 @@ fail() { took; echo "not ok 0 $*"; FAILED=1; }
 skip() { took; echo "ok 0 $1 # SKIP $2"; }
 note() { echo "# $*"; }
 
-# check NAME CMD...: one TAP line from a command's exit status.
+# check NAME CMD...: one TAP line from a command's exit status, which
+# it returns, so that "check ... || exit 1" stops a script on a failure.
 check() {
 	local name=$1
 	shift
-	if "$@"; then pass "$name"; else fail "$name"; fi
+	if "$@"; then pass "$name"; else fail "$name"; return 1; fi
 }
 
 # run_prog NAME CMD...: stream a kselftest program's TAP; a program that
