@@ -21,6 +21,7 @@ PORT=4444
 SRC_LOG=$L2_LOG
 DST_LOG=$HOSTROOT/tmp/l2-dst.log
 RESULT=/tmp/migrate.json
+SENT=/tmp/migrate-sent.bin	# in the host root
 PINGS=10
 
 group "live migration under traffic ($impl)"
@@ -68,10 +69,29 @@ start_side() {
 		"virtio-net-pci,netdev=n0,mac=$L2_MAC"
 }
 
-# The SHA-256 of the last stream L2 received, from the destination's
-# serial log (the source's stops at the migration).
+# The SHA-256 (field 1) or length (2) of the last stream L2 received,
+# from the destination's serial log (the source's stops at the migration).
 l2_received() {
-	sed -n 's/^L2-RECV \([0-9a-f]*\).*/\1/p' "$DST_LOG" | tail -n 1
+	awk -v f="$1" '$1 == "L2-RECV" { v = $(f + 1) } END { print v }' "$DST_LOG"
+}
+
+# Where what L2 received differs from what L1 sent: L2 serves it back.
+show_differences() {
+	local len
+	len=$(l2_received 2)
+	[ -n "$len" ] || return 0
+	timeout 300 chroot "$HOSTROOT" /usr/bin/python3 - --to $L2_ADDR:5002 \
+		--compare $SENT --length "$len" --timeout 240 \
+		< "$(dirname "$0")/migrate_stream.py" 2>&1 | sed 's/^/# differences: /'
+}
+
+# What QEMU said, and where each guest's log ends.
+show_qemu() {
+	local name
+	for name in l2 l2-dst; do
+		sed "s/^/# qemu $name: /" "$HOSTROOT/tmp/qemu-$name.out" 2> /dev/null
+		tail -n 10 "$HOSTROOT/tmp/$name.log" 2> /dev/null | sed "s/^/# $name: /"
+	done
 }
 
 # jq on the stream's report.
@@ -126,10 +146,11 @@ start_side l2-dst $TAP_DST "-incoming tcp:127.0.0.1:$PORT"
 DST_PID=$QEMU_PID
 QEMU_PID=$SRC_PID
 wait_for 300 taps_bridged
-check "source QEMU running, destination waiting" \
-	[ -d /proc/$SRC_PID -a -d /proc/$DST_PID ]
-check "both QEMUs' taps in $BR" taps_in_bridge
-if ! wait_l2_booted "L2 guest booted on the source"; then
+if ! check "source QEMU running, destination waiting" \
+	[ -d /proc/$SRC_PID -a -d /proc/$DST_PID ] ||
+   ! check "both QEMUs' taps in $BR" taps_in_bridge ||
+   ! wait_l2_booted "L2 guest booted on the source"; then
+	show_qemu
 	stop_both
 	unload_vhost
 	exit 1
@@ -141,16 +162,17 @@ src0=$(qemu_counter $SRC_PID rx_bytes)
 # shellcheck disable=SC2094 # the script is read from stdin, not $RESULT
 timeout 900 chroot "$HOSTROOT" /usr/bin/python3 - --to $L2_ADDR:5001 \
 	--qmp /tmp/qmp-l2.sock --uri "tcp:127.0.0.1:$PORT" --timeout 800 \
-	< "$(dirname "$0")/migrate_stream.py" > $RESULT 2> $RESULT.err
+	--save $SENT < "$(dirname "$0")/migrate_stream.py" > $RESULT 2> $RESULT.err
 note "stream and migration: $(cat $RESULT)"
 [ -s $RESULT.err ] && sed 's/^/# migrate_stream.py: /' $RESULT.err
-check "migration completed" [ "$(report .migration.status)" = completed ]
+check "migration completed" [ "$(report .migration.status)" = completed ] ||
+	show_qemu
 note "migration: $(report '.migration | "\(.total_ms) ms in all, \(.downtime_ms) ms down, \(.ram_bytes) bytes of RAM"')"
+# At least a TCP window's worth acknowledged by L2 while it migrated.
 check "the stream ran through the migration" \
-	[ "$(report '.during // 0')" -gt 0 ] 2> /dev/null
+	[ "$(report '.during // 0')" -ge 65536 ] 2> /dev/null
 check "the stream ended cleanly" [ "$(report '.error // "none"')" = none ]
 src1=$(qemu_counter $SRC_PID rx_bytes)
-dst1=$(qemu_counter $DST_PID rx_bytes)
 
 # The source stays paused after a migration: stop it, so that nothing
 # but the destination can answer.
@@ -160,11 +182,15 @@ check "L2 answers from the destination" l2_answers
 if ! wait_for 120 sh -c "grep -q '^L2-RECV ' $DST_LOG"; then
 	sed 's/^/# l2 (destination): /' "$DST_LOG" | tail -n 10
 fi
+dst1=$(qemu_counter $DST_PID rx_bytes)
 sent=$(report .sha256)
-got=$(l2_received)
-note "L1 sent $(report .sent) bytes, SHA-256 $sent; L2 received SHA-256 ${got:-(none)}"
+got=$(l2_received 1)
+note "L1 sent $(report .sent) bytes, SHA-256 $sent;" \
+	"L2 received $(l2_received 2) bytes, SHA-256 ${got:-(none)}"
 check "L2 received every byte intact: the SHA-256s match" \
-	[ -n "$got" -a "$got" = "$sent" ]
+	[ "$(report '.sent // 0')" -gt 0 -a -n "$got" -a "$got" = "$sent" ] ||
+	show_differences
+rm -f "$HOSTROOT$SENT"
 # The first MiB of the stream went in before the migration began, the
 # last after it ended: each through its own side's vhost-net device.
 if [ "$impl" = ours ]; then
