@@ -10,6 +10,7 @@
 #   make reference   upstream's drivers/vhost as external modules
 #   make check       everything above, then the whole test suite in VMs
 #   make check-reference  the parity suites against upstream's vhost_net
+#   make check-migration  live migration under traffic, ours and upstream's
 #   make run         the demo: boot a VM, load vhost_net, run a nested guest
 #   make bench       every datapath side by side in one VM: BENCHMARKS.md
 
@@ -17,7 +18,7 @@ VM := tools/vm
 KDIR ?= /lib/modules/$(shell uname -r)/build
 
 .PHONY: all deps kernel kernel-test kernel-bench modules reference selftests \
-	initramfs check check-reference run bench clean-modules
+	initramfs check check-reference check-migration run bench clean-modules
 
 all: modules
 
@@ -59,6 +60,10 @@ check: deps
 # The basic, sim and e2e suites again, against upstream's modules.
 check-reference: deps
 	@$(VM)/check.sh reference
+
+# A live migration under traffic on ours and on upstream's vhost_net.
+check-migration: deps
+	@$(VM)/check.sh migration
 
 run: deps
 	@$(VM)/demo.sh

@@ -7,12 +7,15 @@
 # check.sh reference ("make check-reference"): the same build, then the
 # suites that hold both implementations to one behaviour (basic, sim,
 # e2e), run against upstream's reference modules instead of ours.
+#
+# check.sh migration ("make check-migration"): the same build, then the
+# live migration under traffic, on ours and on upstream's.
 . "$(dirname "$0")/lib.sh"
 
 MODE=${1:-ours}
 case "$MODE" in
-ours | reference) ;;
-*) die "usage: check.sh [ours|reference]" ;;
+ours | reference | migration) ;;
+*) die "usage: check.sh [ours|reference|migration]" ;;
 esac
 
 RUNS="$CACHE/runs"
@@ -220,6 +223,10 @@ if ! "$REPO/tools/vm/build-all.sh" test bench; then
 	finish
 fi
 result ok "build kernels, modules, selftests and initramfs"
+if [ "$MODE" = migration ]; then
+	run_suite e2e test -a migration
+	finish
+fi
 if [ "$MODE" = reference ]; then
 	for suite in basic sim e2e; do
 		run_suite "$suite" test -a reference

@@ -14,7 +14,13 @@
 . "$(dirname "$0")/vm_lib.sh"
 . "$(dirname "$0")/nested_lib.sh"
 
-impl=${1:?usage: nested_migrate.sh ours|reference}
+impl=${1:?usage: [MIGRATE=0] nested_migrate.sh ours|reference}
+# MIGRATE=0 (make check): the two QEMUs and the pings only.  The stream
+# and the migration run in "make check-migration": on this fixture the
+# destination L2 has crashed after the migration on upstream's vhost_net
+# as well as on ours (a BUG in dql_completed, virtio_net's TX completion),
+# so a failure there does not yet tell ours from the fixture.
+MIGRATE=${MIGRATE:-1}
 BR=mbr0
 TAP_DST=tap0d
 PORT=4444
@@ -24,7 +30,11 @@ RESULT=/tmp/migrate.json
 SENT=/tmp/migrate-sent.bin	# in the host root
 PINGS=10
 
-group "live migration under traffic ($impl)"
+if [ "$MIGRATE" = 1 ]; then
+	group "live migration under traffic ($impl)"
+else
+	group "nested guest beside a migration destination ($impl)"
+fi
 
 if ! impl_available "$impl"; then
 	skip "live migration on $impl vhost_net" "implementation not built"
@@ -157,6 +167,13 @@ if ! check "source QEMU running, destination waiting" \
 fi
 check "L2 pings L1 through the bridge" grep -q 'L2-PING-OK' "$SRC_LOG"
 ping_both_ways
+if [ "$MIGRATE" != 1 ]; then
+	stop_both
+	check "both QEMUs exited" wait_for 120 sh -c \
+		"[ ! -d /proc/$SRC_PID ] && [ ! -d /proc/$DST_PID ]"
+	check "unload $impl vhost_net after use" unload_vhost
+	exit $FAILED
+fi
 
 src0=$(qemu_counter $SRC_PID rx_bytes)
 # shellcheck disable=SC2094 # the script is read from stdin, not $RESULT
