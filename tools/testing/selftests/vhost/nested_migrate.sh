@@ -195,7 +195,7 @@ src1=$(qemu_counter $SRC_PID rx_bytes)
 # but the destination can answer.
 kill "$SRC_PID" 2> /dev/null
 wait "$SRC_PID" 2> /dev/null
-check "L2 answers from the destination" l2_answers
+check "L2 answers from the destination" l2_answers || show_qemu
 if ! wait_for 120 sh -c "grep -q '^L2-RECV ' $DST_LOG"; then
 	sed 's/^/# l2 (destination): /' "$DST_LOG" | tail -n 10
 fi
