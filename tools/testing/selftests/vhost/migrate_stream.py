@@ -90,12 +90,9 @@ class Stream(threading.Thread):
         self.lock = threading.Lock()
         self.done = threading.Event()
 
-    def connect(self):
-        return connect(self.addr, self.port, self.deadline)
-
     def run(self):
         try:
-            sock = self.connect()
+            sock = connect(self.addr, self.port, self.deadline)
             with self.lock:
                 self.sock = sock
             sock.settimeout(max(1, self.deadline - time.monotonic()))

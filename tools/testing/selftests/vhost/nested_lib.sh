@@ -112,6 +112,12 @@ tap_or_dead() {
 	tap_up || [ ! -d /proc/$QEMU_PID ]
 }
 
+# l2_logged_or_gone PATTERN: L2's serial log has PATTERN, or its QEMU has
+# exited (it runs with -no-reboot, so a panic ends it): either ends a wait.
+l2_logged_or_gone() {
+	grep -q "$1" "$L2_LOG" || [ ! -d /proc/$QEMU_PID ]
+}
+
 # Boot L2 and wait until it reports "L2-READY"; TAP lines on the way.
 boot_l2() {
 	start_l2 "$@"
@@ -124,9 +130,7 @@ boot_l2() {
 		return 1
 	fi
 	pass "QEMU created $TAP with vhost=${L2_VHOST:-on}"
-	# A guest that died (a panic: QEMU runs with -no-reboot) ends the wait.
-	wait_for $L2_BOOT_WAIT sh -c \
-		"grep -q L2-READY $L2_LOG || [ ! -d /proc/$QEMU_PID ]"
+	wait_for $L2_BOOT_WAIT l2_logged_or_gone L2-READY
 	if ! grep -q 'L2-READY' "$L2_LOG"; then
 		fail "L2 guest booted"
 		note "QEMU $QEMU_PID $([ -d /proc/$QEMU_PID ] && echo running || echo gone)"
@@ -140,7 +144,7 @@ boot_l2() {
 # wait_l2_booted NAME: after start_l2_with, wait until L2 has tried to
 # ping L1's address (its init does once it is up); one TAP line NAME.
 wait_l2_booted() {
-	wait_for $L2_BOOT_WAIT sh -c "grep -q L2-PING- $L2_LOG || [ ! -d /proc/$QEMU_PID ]"
+	wait_for $L2_BOOT_WAIT l2_logged_or_gone L2-PING-
 	if ! grep -q 'L2-PING-' "$L2_LOG"; then
 		fail "$1"
 		sed 's/^/# qemu: /' "$HOSTROOT/tmp/qemu-l2.out"

@@ -146,6 +146,15 @@ stop_both() {
 	return 0
 }
 
+# Stop both QEMUs, check that they went and that the module unloads.
+finish_case() {
+	stop_both
+	check "both QEMUs exited" wait_for 120 sh -c \
+		"[ ! -d /proc/$SRC_PID ] && [ ! -d /proc/$DST_PID ]"
+	check "unload $impl vhost_net after use" unload_vhost
+	exit $FAILED
+}
+
 check "load $impl vhost_net" load_vhost "$impl" || exit 1
 check "host root usable for qemu" hostroot_ready || exit 1
 check "bridge $BR with $L1_ADDR" bridge_up || exit 1
@@ -167,13 +176,7 @@ if ! check "source QEMU running, destination waiting" \
 fi
 check "L2 pings L1 through the bridge" grep -q 'L2-PING-OK' "$SRC_LOG"
 ping_both_ways
-if [ "$MIGRATE" != 1 ]; then
-	stop_both
-	check "both QEMUs exited" wait_for 120 sh -c \
-		"[ ! -d /proc/$SRC_PID ] && [ ! -d /proc/$DST_PID ]"
-	check "unload $impl vhost_net after use" unload_vhost
-	exit $FAILED
-fi
+[ "$MIGRATE" = 1 ] || finish_case
 
 src0=$(qemu_counter $SRC_PID rx_bytes)
 # shellcheck disable=SC2094 # the script is read from stdin, not $RESULT
@@ -217,8 +220,4 @@ if [ "$impl" = ours ]; then
 	check "our vhost-net on the destination carried its end" \
 		[ "$dst1" -ge 1048576 ]
 fi
-stop_both
-check "both QEMUs exited" wait_for 120 sh -c \
-	"[ ! -d /proc/$SRC_PID ] && [ ! -d /proc/$DST_PID ]"
-check "unload $impl vhost_net after use" unload_vhost
-exit $FAILED
+finish_case
